@@ -1,0 +1,99 @@
+"""Default DAMER configuration: every field, commented. Other configs start from this.
+
+    python main.py --config=configs/default.py --workdir=/tmp/damer
+
+Trains on the embedded synthetic dataset at full model size; use configs/demo.py for
+a CPU-sized run and configs/memo2496.py etc. for real data.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.seed = 0  # Root of every random key (init, dropout, data order).
+  # 'classification': binary high/low per target (label > label_threshold);
+  # 'regression': the value itself in [-1, 1].
+  config.task = 'classification'
+  config.targets = ('valence', 'arousal')  # Order of the target axis in every output.
+  config.num_classes = 2  # Classes per target (binary high/low).
+  config.label_threshold = 0.0  # High class when label > threshold (labels in [-1, 1]).
+
+  # Data. Records are built by TFDS on the first run into dataset.data_dir.
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = 'synthetic_va'  # synthetic_va (embedded), memo2496, pmemo, emomusic.
+  config.dataset.data_dir = ''  # TFDS data dir; '' = TFDS default (~/tensorflow_datasets).
+  config.dataset.manual_dir = ''  # Folder holding a manual download (real datasets).
+  config.dataset.test_fraction = 0.2  # Share of *tracks* held out for testing.
+  config.dataset.split_seed = 0  # Seed of the track-level split.
+  config.dataset.cache = True  # Cache decoded records in memory after the first epoch.
+  config.dataset.shuffle_buffer = 4096  # Examples in the shuffle buffer.
+  # synthetic_va only: how much music to generate.
+  config.dataset.num_tracks = 400  # Tracks generated (split by track).
+  config.dataset.track_seconds = 30.0  # Length of each track; one label per second.
+  config.dataset.generator_seed = 0  # Seed of the music generator.
+
+  # Features: both views from one STFT of one decode (input_pipeline/features.py).
+  config.features = ml_collections.ConfigDict()
+  config.features.sample_rate = 22050  # Hz; audio is resampled to this.
+  config.features.segment_seconds = 1.0  # Segment length = label resolution.
+  config.features.hop_length = 256  # STFT hop; 1 s at 22,050 Hz -> 87 frames.
+  config.features.n_fft = 2048  # STFT window (Hann).
+  config.features.n_mels = 128  # Mel bins.
+  config.features.n_coch = 84  # Gammatone channels, ERB-spaced.
+  config.features.mel_fmin = 0.0  # Lowest Mel frequency, Hz.
+  config.features.coch_fmin = 50.0  # Lowest gammatone centre frequency, Hz.
+  config.features.fmax = 0.0  # Highest frequency of both views, Hz; 0 = Nyquist.
+
+  # Model (damer_jax/models.py).
+  config.model = ml_collections.ConfigDict()
+  config.model.width = 128  # Token width D of both encoders and DSAF.
+  config.model.conv_features = (32, 64)  # Channels of the conv stem layers.
+  config.model.encoder_layers = 2  # Transformer layers per view encoder.
+  config.model.num_heads = 4  # Attention heads (encoders and DSAF).
+  config.model.mlp_ratio = 2  # MLP hidden width = mlp_ratio * D.
+  config.model.dropout = 0.1  # Dropout in attention, MLPs and embeddings.
+
+  # DSAF: bidirectional cross attention between the views, then gated fusion.
+  config.dsaf = ml_collections.ConfigDict()
+  config.dsaf.enabled = True  # False: fuse pooled streams without cross attention.
+  config.dsaf.num_blocks = 2  # Cross-attention blocks L.
+
+  # PCL: Progressive Confidence Labelling. Not in this release: enabling it fails with
+  # a clear error until damer_jax/pcl.py lands (its state has a slot in TrainState).
+  config.pcl = ml_collections.ConfigDict()
+  config.pcl.enabled = False
+  config.pcl.weight = 0.5  # beta in the total loss.
+
+  # SAML: Style Anchored Memory Learning. Not in this release (as PCL).
+  config.saml = ml_collections.ConfigDict()
+  config.saml.enabled = False
+  config.saml.weight = 0.1  # gamma in the total loss.
+
+  # Loss: CE(fusion) + view_weight * (CE(mel) + CE(coch)) [+ PCL, SAML].
+  config.loss = ml_collections.ConfigDict()
+  config.loss.view_weight = 0.5  # alpha.
+  config.loss.label_smoothing = 0.0  # Classification only.
+
+  # Optimiser: AdamW, linear warm-up then cosine decay, global-norm clipping.
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 1e-3  # Peak learning rate.
+  config.optimizer.warmup_steps = 500  # Linear warm-up from 0.
+  config.optimizer.end_learning_rate_factor = 0.01  # Final LR = factor * peak.
+  config.optimizer.weight_decay = 0.05  # AdamW decoupled weight decay.
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
+
+  # Loop.
+  config.batch_size = 64  # Global batch; divisible by the number of devices.
+  config.eval_batch_size = 128  # Global eval batch; divisible by the number of devices.
+  config.num_train_steps = 20000
+  config.log_every_steps = 100  # Training metrics to TensorBoard / logs.
+  config.eval_every_steps = 1000  # Evaluation on held-out tracks -> eval_metrics.jsonl.
+  config.checkpoint_every_steps = 1000  # Orbax checkpoint of the whole TrainState.
+  config.max_checkpoints_to_keep = 3
+  config.parallelism = 'pmap'  # pmap (shard_map arrives with the PCL/SAML work).
+
+  return config

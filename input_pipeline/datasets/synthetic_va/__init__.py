@@ -1,0 +1,1 @@
+"""Embedded synthetic valence/arousal dataset (see docs/synthetic_data.md)."""

@@ -1,0 +1,112 @@
+"""tf.data readers: per-process shard, seeded shuffle, batch, reshape for the devices.
+
+Batches come out as numpy dicts shaped [num_local_devices, per_device_batch, ...], the
+layout `jax.pmap` takes. TensorFlow is kept off the GPU/TPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from input_pipeline import features as features_lib
+
+tf.config.set_visible_devices([], 'GPU')  # TensorFlow never takes an accelerator.
+
+MODEL_KEYS = ('mel', 'coch', 'valence', 'arousal', 'track_id', 'style_id', 'index',
+              'start_s')
+
+
+def get_builder(config: Any) -> tfds.core.DatasetBuilder:
+  """The TFDS builder named by `config.dataset.name`, configured by `config`."""
+  name = config.dataset.name
+  spec = features_lib.FeatureSpec.from_config(config.features)
+  data_dir = config.dataset.data_dir or None
+  if name == 'synthetic_va':
+    from input_pipeline.datasets.synthetic_va import synthetic_va_dataset_builder as sv
+    builder_config = sv.make_config(
+        num_tracks=config.dataset.num_tracks, track_seconds=config.dataset.track_seconds,
+        generator_seed=config.dataset.generator_seed,
+        test_fraction=config.dataset.test_fraction, split_seed=config.dataset.split_seed,
+        feature_spec=spec)
+    if builder_config.name in sv.Builder.builder_configs:  # TFDS wants the registered one.
+      builder_config = builder_config.name
+    return sv.Builder(config=builder_config, data_dir=data_dir)
+  raise ValueError(f'Unknown config.dataset.name={name!r}. Available: synthetic_va.')
+
+
+def prepare(config: Any) -> tfds.core.DatasetBuilder:
+  """Returns the builder with its records written (built now if they are missing)."""
+  builder = get_builder(config)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=config.dataset.get('manual_dir') or None))
+  return builder
+
+
+def per_device_batch_size(global_batch_size: int) -> tuple[int, int]:
+  """(per-process, per-device) batch sizes; raises if the devices do not divide it."""
+  processes, local_devices = jax.process_count(), jax.local_device_count()
+  if global_batch_size % (processes * local_devices):
+    raise ValueError(
+        f'config.batch_size={global_batch_size} must be divisible by the number of '
+        f'devices ({processes} processes x {local_devices} local devices); pick a '
+        f'multiple of {processes * local_devices}.')
+  per_process = global_batch_size // processes
+  return per_process, per_process // local_devices
+
+
+def _select(example):
+  return {k: example[k] for k in MODEL_KEYS}
+
+
+def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *,
+                   seed: int) -> Iterator[dict[str, np.ndarray]]:
+  """Endless shuffled training batches [local_devices, per_device_batch, ...].
+
+  Each process reads its own shard of the 'train' split; `seed` fixes the file order and
+  the shuffle (pass a different seed on resume so the order does not repeat).
+  """
+  per_process, per_device = per_device_batch_size(config.batch_size)
+  split = tfds.split_for_jax_process('train', drop_remainder=True)
+  ds = builder.as_dataset(split=split, shuffle_files=True,
+                          read_config=tfds.ReadConfig(shuffle_seed=seed))
+  ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
+  if config.dataset.cache:
+    ds = ds.cache()
+  ds = ds.repeat().shuffle(config.dataset.shuffle_buffer, seed=seed)
+  ds = ds.batch(per_process, drop_remainder=True)
+  local_devices = jax.local_device_count()
+  ds = ds.map(lambda b: {k: tf.reshape(v, (local_devices, per_device) + tuple(v.shape[1:]))
+                         for k, v in b.items()})
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return iter(tfds.as_numpy(ds))
+
+
+def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 'test'
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """Every example of `split` once, in order, as [local_devices, per_device, ...].
+
+  The last batch is padded with zeros; `mask` (float32) is 1 for real examples.
+  """
+  per_process, per_device = per_device_batch_size(config.eval_batch_size)
+  ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
+  ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE).batch(per_process)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  local_devices = jax.local_device_count()
+  for batch in tfds.as_numpy(ds):
+    n = len(batch['mel'])
+    mask = np.zeros(per_process, np.float32)
+    mask[:n] = 1.0
+    batch = {k: np.concatenate([v, np.zeros((per_process - n,) + v.shape[1:], v.dtype)])
+             for k, v in batch.items()}
+    batch['mask'] = mask
+    yield {k: v.reshape((local_devices, per_device) + v.shape[1:]) for k, v in batch.items()}
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  return builder.info.splits[split].num_examples
