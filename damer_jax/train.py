@@ -112,7 +112,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
   grads = lax.pmean(grads, axis_name)
   batch_stats = lax.pmean(batch_stats, axis_name)
   metrics = lax.pmean(metrics, axis_name)
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = schedule(state.step)
   return state.apply_gradients(grads, batch_stats=batch_stats), metrics
 

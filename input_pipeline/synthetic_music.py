@@ -19,7 +19,7 @@ of both labels reliably):
 |  - chord additions |           | ~3 x dissonance added m2 / tritone / maj7 / m9 tones per chord | 0 .. 3 |
 |  - melody          |           | chromatic (non-scale) note w.p. 0.4 x dissonance    |                |
 |  - detuning        |           | chord voices detuned +-25 x dissonance cents (beats) | 0 .. 25 cents |
-| register_midi      | valence   | 62 + 6 v* + N(0, 1)  (melody centre; chords -10, bass -22) | ~55 .. 69 |
+| register_midi      | valence   | 62 + 8 v* + N(0, 1)  (melody centre; chords -10, bass -22) | ~53 .. 71 |
 | tempo_bpm          | arousal   | 115 + 55 a* + N(0, 5)                               | ~60 .. 170     |
 | notes_per_beat     | arousal   | round(2.5 + 1.7 a* + N(0, 0.3)), clipped            | 1 .. 4         |
 | loudness_db        | arousal   | -21 + 10 a* + N(0, 1)  (section RMS, dBFS)          | ~-31 .. -11    |
@@ -137,8 +137,8 @@ def _section_cues(rng: np.random.Generator, v: float, a: float) -> dict:
       valence_target=v, arousal_target=a, mode=mode,
       progression=tuple(_NUMERALS[mode][d] for d in progression),
       progression_degrees=tuple(int(d) for d in progression),
-      dissonance=float(np.clip(0.5 - 0.9 * v + rng.normal(0, 0.06), 0, 1)),
-      register_midi=float(62 + 6 * v + rng.normal(0, 1.0)),
+      dissonance=float(np.clip(0.5 - 1.2 * v + rng.normal(0, 0.06), 0, 1)),
+      register_midi=float(62 + 8 * v + rng.normal(0, 1.0)),
       tempo_bpm=float(115 + 55 * a + rng.normal(0, 5)),
       notes_per_beat=int(np.clip(round(2.5 + 1.7 * a + rng.normal(0, 0.3)), 1, 4)),
       loudness_db=float(-21 + 10 * a + rng.normal(0, 1.0)),
@@ -205,23 +205,30 @@ def _bar_starts(sec: dict) -> np.ndarray:
   return sec['start_s'] + bar_s * np.arange(math.ceil((sec['end_s'] - sec['start_s']) / bar_s))
 
 
-def _chord_pitches(sec: dict, degree: int, rng: np.random.Generator) -> tuple[list, float]:
-  """Voicing of the chord on `degree`: triad + octave, plus dissonant additions.
+def _place(pitch_classes: np.ndarray, low: float) -> np.ndarray:
+  """Each pitch class placed in the octave window [low, low + 12): MIDI, same shape."""
+  return low + (np.asarray(pitch_classes) - low) % 12
 
-  Returns (list of MIDI pitches, possibly detuned; bass MIDI pitch).
+
+def _chord_pitches(sec: dict, degree: int, rng: np.random.Generator) -> tuple[list, float]:
+  """Voicing of the chord on `degree`: close triad + root octave, plus dissonant additions.
+
+  The triad is voiced in the octave centred 10 semitones below register_midi (so the
+  chord register follows register_midi), the bass 22 semitones below it. Returns
+  (list of MIDI pitches, detuned by +-30 x dissonance cents; bass MIDI pitch).
   """
   scale = SCALES[sec['mode']]
-  tonic = _tonic_near(sec['tonic_pc'], sec['register_midi'] - 10)
-  triad = degree_to_midi(np.array([degree, degree + 2, degree + 4]), scale, tonic)
-  root = float(triad[0])
-  pitches = [float(p) for p in triad] + [root + 12]
-  n_add = min(3, int(3 * sec['dissonance'] + rng.uniform()))
+  centre = sec['register_midi'] - 10
+  triad_pc = degree_to_midi(np.array([degree, degree + 2, degree + 4]), scale, sec['tonic_pc'])
+  triad = _place(triad_pc, centre - 6)
+  root = float(_place(triad_pc[0], centre - 6))
+  pitches = list(triad) + [root + 12 if root + 12 < centre + 9 else root - 12]
+  n_add = int(np.clip(3.5 * sec['dissonance'] - 0.5 + rng.uniform(), 0, 3))
   for extra in rng.choice(_DISSONANT_ADDITIONS, size=n_add, replace=False):
-    pitches.append(root + float(extra))
-  cents = 25 * sec['dissonance'] * np.where(np.arange(len(pitches)) % 2 == 0, 1, -1)
-  pitches = list(np.asarray(pitches) + cents / 100)
-  bass = root - 12 if root - 12 >= 36 else root
-  return pitches, bass
+    pitches.append(float(_place(triad_pc[0] + extra, centre - 6)))
+  cents = 30 * sec['dissonance'] * np.where(np.arange(len(pitches)) % 2 == 0, 1, -1)
+  bass = float(_place(triad_pc[0], centre - 18))
+  return list(np.asarray(pitches, dtype=float) + cents / 100), bass
 
 
 def _chord_notes(sec: dict, instrument: str, rng: np.random.Generator) -> list[Note]:
@@ -247,24 +254,28 @@ def _chord_notes(sec: dict, instrument: str, rng: np.random.Generator) -> list[N
 
 
 def _melody_notes(sec: dict, rng: np.random.Generator) -> list[Note]:
-  """Random-walk melody on the scale around register_midi, chord tones on beats."""
+  """Random-walk melody on the scale within +-4 degrees of register_midi; chord tones on
+  beats, chromatic neighbours with probability 0.5 x dissonance."""
   scale = SCALES[sec['mode']]
-  tonic = _tonic_near(sec['tonic_pc'], sec['register_midi'])
+  tonic = _tonic_near(sec['tonic_pc'], sec['register_midi'] - 6)
+  candidates = np.arange(-3, 12)
+  centre = int(candidates[np.argmin(np.abs(degree_to_midi(candidates, scale, tonic)
+                                           - sec['register_midi']))])
   step_s = 60.0 / sec['tempo_bpm'] / sec['notes_per_beat']
+  bar_s = 4 * 60.0 / sec['tempo_bpm']
   n = int(math.ceil((sec['end_s'] - sec['start_s']) / step_s - 1e-9))
   moves = rng.choice([-2, -1, 0, 1, 2], size=n, p=[0.15, 0.3, 0.1, 0.3, 0.15])
-  degree, notes = 0, []
-  bar_s = 4 * 60.0 / sec['tempo_bpm']
+  degree, notes = centre, []
   for i in range(n):
-    degree = int(np.clip(degree + moves[i], -4, 5))
+    degree = int(np.clip(degree + moves[i], centre - 4, centre + 4))
     onset = sec['start_s'] + i * step_s
     on_beat = i % sec['notes_per_beat'] == 0
     if on_beat and rng.uniform() < 0.6:  # snap to a chord tone of the current bar's chord
       root = sec['progression_degrees'][int((onset - sec['start_s']) // bar_s) % 4]
-      tones = root + np.array([-7, -5, -3, 0, 2, 4, 7])
+      tones = root + 7 * (degree // 7) + np.array([-7, -5, -3, 0, 2, 4, 7, 9, 11])
       degree = int(tones[np.argmin(np.abs(tones - degree))])
     midi = float(degree_to_midi(np.array(degree), scale, tonic))
-    if rng.uniform() < 0.4 * sec['dissonance']:
+    if rng.uniform() < 0.5 * sec['dissonance']:
       midi += float(rng.choice([-1, 1]))
     if rng.uniform() < 0.08:  # rest
       continue
@@ -383,12 +394,12 @@ def _fm_bell(freq, n_hold, vel, bright, sr, rng):
 
 
 def _mallet(freq, n_hold, vel, bright, sr, rng):
-  """Marimba-like: partials 1, 3.9, 9.2 with faster decay for higher partials."""
-  env = _envelope(max(n_hold, int(0.15 * sr)), sr, 0.002, 0.06)
+  """Marimba-like: partials tuned to 1, 4 and 10 x f0, higher partials decay faster."""
+  env = _envelope(max(n_hold, int(0.2 * sr)), sr, 0.002, 0.08)
   t = np.arange(len(env)) / sr
   out = np.zeros(len(env))
-  for ratio, amp, decay in ((1.0, 1.0, 0.45), (3.9, 0.15 + 0.4 * bright, 0.12),
-                            (9.2, 0.25 * bright, 0.04)):
+  for ratio, amp, decay in ((1.0, 1.0, 0.6), (4.0, 0.1 + 0.3 * bright, 0.15),
+                            (10.0, 0.15 * bright, 0.05)):
     if ratio * freq < 0.45 * sr:
       out += amp * np.exp(-t / decay) * np.sin(2 * np.pi * ratio * freq * t)
   return vel * env * out

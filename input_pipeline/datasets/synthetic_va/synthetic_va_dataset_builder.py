@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 
 import numpy as np
@@ -34,12 +35,21 @@ class SyntheticVaConfig(tfds.core.BuilderConfig):
   feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
 
 
+def _generator_digest() -> str:
+  return hashlib.sha1(inspect.getsource(synthetic_music).encode()).hexdigest()[:10]
+
+
 def make_config(num_tracks: int = 120, track_seconds: float = 8.0, generator_seed: int = 0,
                 test_fraction: float = 0.2, split_seed: int = 0,
                 feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
                 ) -> SyntheticVaConfig:
-  """A config whose name is unique for its settings, so builds never collide."""
-  settings = dict(num_tracks=num_tracks, track_seconds=track_seconds,
+  """A config whose name is unique for its settings, so builds never collide.
+
+  The name also hashes the generator's source, so records made by an older generator
+  are never read as if they came from this one.
+  """
+  settings = dict(generator=_generator_digest(), num_tracks=num_tracks,
+                  track_seconds=track_seconds,
                   generator_seed=generator_seed, test_fraction=test_fraction,
                   split_seed=split_seed, feature_spec=dataclasses.asdict(feature_spec))
   digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]

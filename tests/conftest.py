@@ -1,0 +1,66 @@
+"""Test setup: two host CPU devices (so pmap has a real device axis) and tiny configs."""
+
+import os
+import sys
+
+# Before JAX is imported anywhere: two CPU devices, CPU only.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=2').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Overrides that shrink configs/demo.py to seconds; also used as main.py flags.
+TINY_OVERRIDES = {
+    'dataset.num_tracks': 8,
+    'dataset.track_seconds': 3.0,
+    'dataset.test_fraction': 0.25,
+    'dataset.shuffle_buffer': 64,
+    'model.width': 16,
+    'model.conv_features': (4, 8),
+    'model.num_heads': 2,
+    'batch_size': 8,
+    'eval_batch_size': 8,
+    'num_train_steps': 6,
+    'log_every_steps': 2,
+    'eval_every_steps': 3,
+    'checkpoint_every_steps': 3,
+}
+
+
+def tiny_config(**overrides):
+  """configs/demo.py shrunk by TINY_OVERRIDES, then `overrides` (dots as '__')."""
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config()
+  items = dict(TINY_OVERRIDES)
+  items.update({k.replace('__', '.'): v for k, v in overrides.items()})
+  for dotted, value in items.items():
+    node = config
+    *parents, leaf = dotted.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def tiny_flags(workdir, data_dir, **overrides):
+  """main.py arguments for the tiny config."""
+  items = dict(TINY_OVERRIDES)
+  items.update({k.replace('__', '.'): v for k, v in overrides.items()})
+  args = ['--config=configs/demo.py', f'--workdir={workdir}',
+          f'--config.dataset.data_dir={data_dir}']
+  for k, v in items.items():
+    v = ','.join(map(str, v)) if isinstance(v, tuple) else v
+    args.append(f'--config.{k}={v}')
+  return args
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """One TFDS data dir shared by the whole session (the tiny dataset is built once)."""
+  return str(tmp_path_factory.mktemp('tfds'))

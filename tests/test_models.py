@@ -1,0 +1,46 @@
+"""Output shapes of DAMER for both tasks and the DSAF switch."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from damer_jax import models
+from damer_jax import train
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize('task', ['classification', 'regression'])
+def test_output_shapes(task):
+  config = tiny_config(task=task)
+  model = models.create_model(config)
+  state = train.create_train_state(config, model, jax.random.key(0))
+  out = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                    jnp.zeros((5, 128, 87)), jnp.zeros((5, 84, 87)), train=False)
+  expected = (5, 2, 2) if task == 'classification' else (5, 2)
+  for head in ('mel', 'coch', 'fusion'):
+    assert out[head].shape == expected
+  assert out['embedding'].shape == (5, config.model.width)
+  if task == 'regression':
+    assert jnp.all(jnp.abs(out['fusion']) <= 1.0)
+
+
+def test_dsaf_switch_removes_cross_attention():
+  on = train.create_train_state(tiny_config(), models.create_model(tiny_config()),
+                                jax.random.key(0))
+  config = tiny_config(dsaf__enabled=False)
+  off = train.create_train_state(config, models.create_model(config), jax.random.key(0))
+  assert 'dsaf_0' in on.params and 'dsaf_0' not in off.params
+  assert 'fusion_gate' in off.params
+
+
+def test_cross_attention_makes_each_stream_depend_on_the_other_view():
+  config = tiny_config(model__dropout=0.0)
+  model = models.create_model(config)
+  state = train.create_train_state(config, model, jax.random.key(0))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  mel = jax.random.normal(jax.random.key(1), (2, 128, 87))
+  coch = jax.random.normal(jax.random.key(2), (2, 84, 87))
+  a = model.apply(variables, mel, coch)
+  b = model.apply(variables, mel, coch + 1.0)
+  assert jnp.allclose(a['mel'], b['mel'])  # The Mel head sees only the Mel view.
+  assert not jnp.allclose(a['fusion'], b['fusion'])

@@ -1,0 +1,51 @@
+"""damer_jax imports and trains a step on a machine without TensorFlow."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+SCRIPT = textwrap.dedent('''
+    import sys
+
+    class BlockTensorFlow:
+      def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):
+          raise ImportError('TensorFlow is blocked in this test')
+        return None
+
+    sys.meta_path.insert(0, BlockTensorFlow())
+    import functools, pkgutil, importlib
+    import damer_jax
+    for m in pkgutil.iter_modules(damer_jax.__path__):
+      importlib.import_module('damer_jax.' + m.name)
+    from flax import jax_utils
+    import jax, numpy as np
+    from damer_jax import models, train, reporting
+    from tests.conftest import tiny_config
+    config = tiny_config()
+    model = models.create_model(config)
+    state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0)))
+    step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
+                                      schedule=train.learning_rate_schedule(config)),
+                    axis_name=train.AXIS)
+    n = jax.local_device_count()
+    batch = dict(mel=np.zeros((n, 2, 128, 87), np.float32),
+                 coch=np.zeros((n, 2, 84, 87), np.float32),
+                 valence=np.ones((n, 2), np.float32), arousal=-np.ones((n, 2), np.float32))
+    state, metrics = step(state, batch)
+    writer = reporting.create_writer(sys.argv[1], True)
+    writer.write_scalars(1, {'loss': float(metrics['loss'][0])})
+    assert 'tensorflow' not in sys.modules
+    print('OK', int(state.step[0]))
+''')
+
+
+def test_damer_jax_runs_with_tensorflow_blocked(tmp_path):
+  result = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ),
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().endswith('OK 1')

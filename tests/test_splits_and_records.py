@@ -1,0 +1,49 @@
+"""Track-level splits and segment labelling (no TensorFlow needed)."""
+
+import numpy as np
+import pytest
+
+from input_pipeline import features as F
+from input_pipeline import records
+from input_pipeline import splits
+
+
+def test_split_is_disjoint_complete_and_reproducible():
+  ids = [f'track{i}' for i in range(50)]
+  a = splits.split_tracks(ids, 0.2, seed=3)
+  b = splits.split_tracks(list(reversed(ids)), 0.2, seed=3)
+  assert a == b
+  assert not set(a['train']) & set(a['test'])
+  assert sorted(a['train'] + a['test']) == sorted(ids)
+  assert len(a['test']) == 10
+  assert splits.split_tracks(ids, 0.2, seed=4) != a
+
+
+def test_split_keeps_one_track_each_side_and_rejects_bad_fraction():
+  assert [len(v) for v in splits.split_tracks([1, 2], 0.1, 0).values()] == [1, 1]
+  with pytest.raises(ValueError, match='test_fraction'):
+    splits.split_tracks([1, 2, 3], 1.0, 0)
+
+
+def test_segment_labels_average_annotations_inside_each_segment():
+  times = np.array([0.0, 0.5, 1.0, 1.5, 3.0, 3.5])  # 2 Hz, nothing in [2, 3).
+  values = np.array([0.1, 0.3, -0.2, np.nan, 0.8, 0.6])
+  labels = records.segment_labels(times, values, 1.0, num_segments=5)
+  np.testing.assert_allclose(labels[:2], [0.2, -0.2], rtol=1e-6)
+  assert np.isnan(labels[2])
+  assert labels[3] == pytest.approx(0.7)
+  assert np.isnan(labels[4])
+
+
+def test_track_examples_skip_unlabelled_segments_and_count_indices():
+  spec = F.FeatureSpec()
+  audio = np.zeros(4 * spec.segment_samples + 100, np.float32)
+  valence = np.array([0.5, np.nan, -0.5, 0.1, 0.9])  # 5 labels, only 4 segments.
+  arousal = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+  out = list(records.track_examples(audio, valence, arousal, spec=spec, track_id=7,
+                                    track_name='t7', style_id=2, first_index=10))
+  assert [k for k, _ in out] == ['t7_00000', 't7_00002', 't7_00003']
+  assert [e['index'] for _, e in out] == [10, 11, 12]
+  assert [e['start_s'] for _, e in out] == [0.0, 2.0, 3.0]
+  assert out[1][1]['valence'] == pytest.approx(-0.5)
+  assert out[0][1]['mel'].shape == (128, 87) and out[0][1]['coch'].shape == (84, 87)

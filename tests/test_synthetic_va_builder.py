@@ -1,0 +1,64 @@
+"""The synthetic_va TFDS builder: track-level split, labels, indices, shapes."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from input_pipeline import features as F
+from input_pipeline import records
+from input_pipeline import synthetic_music
+from tests.conftest import tiny_config
+
+tfds = pytest.importorskip('tensorflow_datasets')
+
+
+@pytest.fixture(scope='module')
+def built(data_dir):
+  from input_pipeline import pipeline
+  config = tiny_config(dataset__data_dir=data_dir)
+  return config, pipeline.prepare(config)
+
+
+def _examples(builder, split):
+  return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+
+
+def test_no_track_is_in_two_splits(built):
+  config, builder = built
+  tracks = {s: {int(e['track_id']) for e in _examples(builder, s)} for s in ('train', 'test')}
+  assert not tracks['train'] & tracks['test']
+  assert tracks['train'] | tracks['test'] == set(range(config.dataset.num_tracks))
+  assert len(tracks['test']) == 2  # 0.25 of 8 tracks.
+
+
+def test_every_whole_second_is_one_example_with_the_generator_labels(built):
+  config, builder = built
+  spec = F.FeatureSpec.from_config(config.features)
+  examples = _examples(builder, 'train') + _examples(builder, 'test')
+  per_track = collections.Counter(int(e['track_id']) for e in examples)
+  assert set(per_track.values()) == {3}
+  example = next(e for e in examples if e['track_id'] == 5 and e['start_s'] == 2.0)
+  track = synthetic_music.generate_track(5, seed=config.dataset.generator_seed,
+                                         duration_s=config.dataset.track_seconds)
+  assert example['valence'] == pytest.approx(track.valence[2])
+  assert example['arousal'] == pytest.approx(track.arousal[2])
+  assert example['style_id'] == track.style_id
+  assert example['track_name'] == b'synth00005'
+  mel, coch = F.compute_views(F.segment_audio(track.audio, spec)[2:3], spec)
+  np.testing.assert_allclose(example['mel'], mel[0], atol=1e-5)
+  np.testing.assert_allclose(example['coch'], coch[0], atol=1e-5)
+
+
+def test_train_indices_are_a_dense_range(built):
+  _, builder = built
+  indices = sorted(int(e['index']) for e in _examples(builder, 'train'))
+  assert indices == list(range(len(indices)))
+  assert builder.info.splits['train'].num_examples == len(indices)
+
+
+def test_style_ids_are_stored(built):
+  _, builder = built
+  styles = {int(e['style_id']) for e in _examples(builder, 'train')}
+  assert styles <= set(range(len(synthetic_music.STYLE_NAMES)))
+  assert len(styles) > 1
