@@ -13,8 +13,8 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset.num_tracks = 120
-  config.dataset.track_seconds = 8.0
+  config.dataset.num_tracks = 240
+  config.dataset.track_seconds = 6.0
   config.dataset.shuffle_buffer = 1024
 
   config.model.width = 64

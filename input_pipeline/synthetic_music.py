@@ -12,20 +12,23 @@ instrumentation style. The targets set the musical cues below (N(0, s) is Gaussi
 jitter drawn per section, so a cue can be slightly off; the cues together decide the sign
 of both labels reliably):
 
-| cue                | driven by | mapping                                            | range          |
-|--------------------|-----------|----------------------------------------------------|----------------|
-| mode               | valence   | major if v* > 0 else minor; flipped w.p. 0.1        | major / minor  |
-| dissonance         | valence   | clip(0.5 - 0.9 v* + N(0, 0.06), 0, 1)               | 0 .. 1         |
-|  - chord additions |           | ~3 x dissonance added m2 / tritone / maj7 / m9 tones per chord | 0 .. 3 |
-|  - melody          |           | chromatic (non-scale) note w.p. 0.4 x dissonance    |                |
-|  - detuning        |           | chord voices detuned +-25 x dissonance cents (beats) | 0 .. 25 cents |
-| register_midi      | valence   | 62 + 8 v* + N(0, 1)  (melody centre; chords -10, bass -22) | ~53 .. 71 |
-| tempo_bpm          | arousal   | 115 + 55 a* + N(0, 5)                               | ~60 .. 170     |
-| notes_per_beat     | arousal   | round(2.5 + 1.7 a* + N(0, 0.3)), clipped            | 1 .. 4         |
-| loudness_db        | arousal   | -21 + 10 a* + N(0, 1)  (section RMS, dBFS)          | ~-31 .. -11    |
-| brightness         | arousal   | clip(0.5 + 0.5 a* + N(0, 0.06), 0, 1): harmonic rolloff, FM index, pluck excitation, lowpass 1.2 -> 11 kHz | 0 .. 1 |
-| percussion_density | arousal   | clip(0.45 + 0.55 a* + N(0, 0.06), 0.02, 1): hit probability per 16th slot | 0.02 .. 1 |
-| articulation       | arousal   | 0.95 - 0.2 (a* + 1): note length / grid step        | 0.55 .. 0.95   |
+| cue                | from | mapping                                 | range            |
+|--------------------|------|-----------------------------------------|------------------|
+| mode               | v*   | major if v* > 0 else minor; flip p=0.1  | major / minor    |
+| dissonance d       | v*   | clip(0.5 - 1.2 v* + N(0, 0.06), 0, 1)   | 0 .. 1           |
+|   chord additions  |      | ~3.5 d - 0.5 of m2/M2/tritone/m6/maj7   | 0 .. 3 per chord |
+|   melody           |      | chromatic neighbour w.p. 0.5 d          | 0 .. 0.5         |
+|   detuning         |      | chord voices +-30 d cents (beating)     | 0 .. 30 cents    |
+| register_midi      | v*   | 62 + 8 v* + N(0, 1); chords -10, bass -22 | ~53 .. 71 (melody) |
+| tempo_bpm          | a*   | 115 + 55 a* + N(0, 5)                   | ~60 .. 170       |
+| notes_per_beat     | a*   | round(2.5 + 1.7 a* + N(0, 0.3))         | 1 .. 4           |
+| loudness_db        | a*   | -21 + 10 a* + N(0, 1), section RMS dBFS | ~-31 .. -11      |
+| brightness         | a*   | clip(0.5 + 0.5 a* + N(0, 0.06), 0, 1)   | 0 .. 1           |
+| percussion_density | a*   | clip(0.45 + 0.55 a* + N(0, 0.06), .02, 1) | 0.02 .. 1      |
+| articulation       | a*   | 0.95 - 0.2 (a* + 1): note length / step | 0.55 .. 0.95     |
+
+Brightness sets the additive rolloff, the FM index, the pluck excitation and a one-pole
+lowpass (1.2 kHz -> 11 kHz); percussion density is the hit probability per 16th slot.
 
 Labels: the piecewise-constant section targets are sampled at 10 Hz, smoothed by a
 one-pole filter with a 1 s time constant (annotator lag at change points), AR(1) noise
@@ -58,7 +61,7 @@ _STYLE_KITS: dict[str, dict] = {
                     perc=('kick', 'snare', 'hat')),
     'plucked_string': dict(melody='pluck', chord='pluck', bass='pluck', perc=('tom', 'shaker')),
     'fm_bell': dict(melody='fm_bell', chord='pad', bass='organ', perc=('kick', 'shaker', 'hat')),
-    'percussive_mallet': dict(melody='mallet', chord='mallet', bass='pad',
+    'percussive_mallet': dict(melody='mallet', chord='pad', bass='mallet',
                               perc=('tom', 'kick', 'hat')),
 }
 _SUSTAINED = frozenset({'organ', 'pad'})  # held for the whole note; others decay.
@@ -71,7 +74,8 @@ PROGRESSIONS = {
     'major': ((0, 3, 4, 0), (0, 5, 3, 4), (0, 4, 5, 3), (1, 4, 0, 0)),
     'minor': ((0, 3, 4, 0), (0, 5, 2, 6), (0, 3, 6, 2), (0, 5, 3, 4)),
 }
-_DISSONANT_ADDITIONS = (1, 6, 11, 13, 8)  # semitones above the chord root (m2, tritone, ...).
+# Semitones above the chord root: m2, M2 (cluster), tritone, m6 (against the 5th), maj7.
+_DISSONANT_ADDITIONS = (1, 2, 6, 8, 11)
 _VOICE_GAIN = {'melody': 1.0, 'chord': 0.32, 'bass': 0.5,
                'kick': 0.9, 'snare': 0.45, 'hat': 0.22, 'tom': 0.7, 'shaker': 0.25}
 
@@ -176,10 +180,11 @@ def annotate(sections: tuple[dict, ...], duration_s: float, rng: np.random.Gener
   for sec in sections[1:]:
     target[t >= sec['start_s']] = sec[key]
   alpha = 1.0 - math.exp(-1.0 / (LABEL_RATE_HZ * LABEL_LAG_S))
-  smooth, _ = signal.lfilter([alpha], [1.0, alpha - 1.0], target, zi=[(1 - alpha) * target[:1].sum()])
+  start = (1 - alpha) * target[:1].sum()  # the annotator starts on the first target
+  smooth, _ = signal.lfilter([alpha], [1.0, alpha - 1.0], target, zi=[start])
   rho = math.exp(-1.0 / (LABEL_RATE_HZ * LABEL_NOISE_CORR_S))
   innov = rng.normal(0, LABEL_NOISE_STD * math.sqrt(1 - rho**2), t.shape)
-  innov[:1] = rng.normal(0, LABEL_NOISE_STD, 1)
+  innov[:1] = rng.normal(0, LABEL_NOISE_STD, innov[:1].shape)  # stationary start
   noise = signal.lfilter([1.0], [1.0, -rho], innov)
   per_second = (smooth + noise).reshape(num_seconds, LABEL_RATE_HZ).mean(axis=1)
   return np.clip(per_second, -1, 1).astype(np.float32)

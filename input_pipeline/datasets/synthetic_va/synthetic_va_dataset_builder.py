@@ -4,7 +4,9 @@ Generated on the fly (no download) by `input_pipeline.synthetic_music`, then cut
 segments and turned into both views by exactly the path the real datasets use
 (`input_pipeline.records.track_examples`). Splits are by track.
 
-    tfds build input_pipeline/datasets/synthetic_va --data_dir=/tmp/tfds
+Built automatically on the first training run, or ahead of it with
+
+    python -m input_pipeline.build --config=configs/demo.py
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from input_pipeline import synthetic_music
 class SyntheticVaConfig(tfds.core.BuilderConfig):
   """What to generate; the config name encodes all of it (see `make_config`)."""
 
-  num_tracks: int = 120
-  track_seconds: float = 8.0
+  num_tracks: int = 240
+  track_seconds: float = 6.0
   generator_seed: int = 0
   test_fraction: float = 0.2
   split_seed: int = 0
@@ -39,7 +41,7 @@ def _generator_digest() -> str:
   return hashlib.sha1(inspect.getsource(synthetic_music).encode()).hexdigest()[:10]
 
 
-def make_config(num_tracks: int = 120, track_seconds: float = 8.0, generator_seed: int = 0,
+def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_seed: int = 0,
                 test_fraction: float = 0.2, split_seed: int = 0,
                 feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
                 ) -> SyntheticVaConfig:
