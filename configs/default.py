@@ -64,16 +64,37 @@ def get_config() -> ml_collections.ConfigDict:
   config.dsaf.enabled = True  # False: fuse pooled streams without cross attention.
   config.dsaf.num_blocks = 2  # Cross-attention blocks L.
 
-  # PCL: Progressive Confidence Labelling. Not in this release: enabling it fails with
-  # a clear error until damer_jax/pcl.py lands (its state has a slot in TrainState).
+  # PCL: Progressive Confidence Labelling (damer_jax/pcl.py). An EMA table of each
+  # training example's predicted class probabilities gives sharpened pseudo targets;
+  # only the most reliable examples (confidence x cross-view consistency x temporal
+  # stability) are trained on them.
   config.pcl = ml_collections.ConfigDict()
-  config.pcl.enabled = False
+  config.pcl.enabled = False  # Switch (ablations).
   config.pcl.weight = 0.5  # beta in the total loss.
+  config.pcl.warmup_steps = 500  # No table update and no PCL loss before this step.
+  config.pcl.ema_momentum = 0.9  # table <- m * table + (1 - m) * p (first visit: p).
+  config.pcl.tau_start = 1.0  # Sharpening temperature at the end of warm-up ...
+  config.pcl.tau_end = 0.5  # ... and at the end of training (lower = sharper).
+  config.pcl.tau_schedule = 'cosine'  # 'linear', 'cosine' or 'constant' (tau_start).
+  config.pcl.coverage_start = 0.3  # Share of each batch's examples PCL may use, rising ...
+  config.pcl.coverage_end = 0.9  # ... to this at the end of training (same shape as tau).
+  config.pcl.reliability_floor = 0.2  # Examples below this reliability are never used.
+  config.pcl.class_balance = True  # Per-class budget: each class gets coverage / classes.
+  config.pcl.label_mix = 0.5  # Pseudo target = mix * ground truth + (1 - mix) * sharpened EMA.
 
-  # SAML: Style Anchored Memory Learning. Not in this release (as PCL).
+  # SAML: Style Anchored Memory Learning (damer_jax/saml.py). A FIFO queue of projected
+  # embeddings with labels and track ids, and per-class anchors; same-class entries
+  # from *other* tracks are the positives of a supervised InfoNCE loss.
   config.saml = ml_collections.ConfigDict()
-  config.saml.enabled = False
+  config.saml.enabled = False  # Switch (ablations).
   config.saml.weight = 0.1  # gamma in the total loss.
+  config.saml.projection_dim = 64  # Width of the L2-normalised projection.
+  config.saml.queue_size = 1024  # K entries; every replica enqueues the gathered batch.
+  config.saml.temperature = 0.1  # InfoNCE temperature.
+  config.saml.key_encoder = 'ema'  # 'ema': momentum copy of the params; 'current': stop-grad.
+  config.saml.ema_momentum = 0.99  # Momentum of the key encoder's params.
+  config.saml.anchor_momentum = 0.9  # EMA of the per-class mean key.
+  config.saml.anchor_weight = 0.5  # Weight of the anchor-alignment term inside SAML.
 
   # Loss: CE(fusion) + view_weight * (CE(mel) + CE(coch)) [+ PCL, SAML].
   config.loss = ml_collections.ConfigDict()
