@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.manual_dir = ''  # Folder holding a manual download (real datasets).
   config.dataset.test_fraction = 0.2  # Share of *tracks* held out for testing.
   config.dataset.split_seed = 0  # Seed of the track-level split.
+  # 'track': hold out tracks. 'style' (synthetic_va): hold out whole styles
+  # (instrumentation families), the cross-track drift SAML is meant to counter.
+  config.dataset.split_by = 'track'
+  config.dataset.test_styles = ''  # split_by='style': e.g. 'fm_bell' or '3,4'; '' = seeded.
   config.dataset.cache = True  # Cache decoded records in memory after the first epoch.
   config.dataset.shuffle_buffer = 4096  # Examples in the shuffle buffer.
   # synthetic_va only: how much music to generate.

@@ -132,8 +132,9 @@ class Head(nn.Module):
 class DAMER(nn.Module):
   """Dual-view network with DSAF fusion and Mel, cochleagram and fusion heads.
 
-  Returns a dict: 'mel', 'coch', 'fusion' (head outputs, see module docstring) and
-  'embedding' [B, D] (the fused representation; SAML projects it).
+  Returns a dict: 'mel', 'coch', 'fusion' (head outputs, see module docstring),
+  'embedding' [B, D] (the fused representation) and, with projection_dim > 0,
+  'projection' [B, projection_dim] (L2-normalised MLP projection of it, for SAML).
   """
 
   num_targets: int = 2
@@ -147,6 +148,7 @@ class DAMER(nn.Module):
   dropout: float = 0.1
   dsaf_enabled: bool = True
   dsaf_blocks: int = 1
+  projection_dim: int = 0  # > 0 adds the SAML projection head ('projection' output).
 
   @nn.compact
   def __call__(self, mel, coch, *, train: bool = False) -> dict[str, Any]:
@@ -166,6 +168,11 @@ class DAMER(nn.Module):
     fused = GatedFusion(name='fusion_gate')(mel_tokens.mean(axis=1), coch_tokens.mean(axis=1))
     outputs['fusion'] = Head(**head, name='fusion_head')(fused)
     outputs['embedding'] = fused
+    if self.projection_dim:
+      z = nn.Dense(self.projection_dim, name='projection_out')(
+          nn.gelu(nn.Dense(self.width, name='projection_hidden')(fused)))
+      outputs['projection'] = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True),
+                                              1e-6)
     return outputs
 
 
@@ -179,4 +186,5 @@ def create_model(config: Any) -> DAMER:
                task=config.task, width=m.width, conv_features=tuple(m.conv_features),
                encoder_layers=m.encoder_layers, num_heads=m.num_heads,
                mlp_ratio=m.mlp_ratio, dropout=m.dropout,
-               dsaf_enabled=config.dsaf.enabled, dsaf_blocks=config.dsaf.num_blocks)
+               dsaf_enabled=config.dsaf.enabled, dsaf_blocks=config.dsaf.num_blocks,
+               projection_dim=config.saml.projection_dim if config.saml.enabled else 0)

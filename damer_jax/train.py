@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 from absl import logging
 from etils import epath
-from flax import jax_utils
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -23,26 +22,32 @@ from damer_jax import checkpointing
 from damer_jax import losses
 from damer_jax import metrics as metrics_lib
 from damer_jax import models
+from damer_jax import parallel
+from damer_jax import pcl
 from damer_jax import reporting
+from damer_jax import saml
 from damer_jax.train_state import TrainState
 
-AXIS = 'batch'  # Name of the data-parallel device axis.
+AXIS = parallel.AXIS  # Name of the data-parallel device axis.
 
 
 def validate_config(config: Any) -> None:
-  """Fails fast on settings this release cannot run."""
-  for module in ('pcl', 'saml'):
-    if config[module].enabled:
-      raise NotImplementedError(
-          f'config.{module}.enabled=True: {module.upper()} is not part of this release '
-          f'yet. Run with --config.{module}.enabled=False.')
-  if config.parallelism != 'pmap':
-    raise NotImplementedError(
-        f"config.parallelism={config.parallelism!r}: only 'pmap' is available in this "
-        'release.')
+  """Fails fast, naming the field, on settings that cannot run."""
+  if config.parallelism not in ('pmap', 'shard_map'):
+    raise ValueError(f"config.parallelism must be 'pmap' or 'shard_map', got "
+                     f'{config.parallelism!r}.')
   for name in config.targets:
     if name not in ('valence', 'arousal'):
       raise ValueError(f'config.targets holds {name!r}; use valence and/or arousal.')
+  if config.saml.enabled and config.saml.key_encoder not in ('ema', 'current'):
+    raise ValueError(f"config.saml.key_encoder must be 'ema' or 'current', got "
+                     f'{config.saml.key_encoder!r}.')
+  if config.pcl.enabled and config.task != 'classification':
+    raise ValueError('PCL pseudo-labels classes: config.pcl.enabled=True needs '
+                     "config.task='classification' (or set config.pcl.enabled=False).")
+  if config.pcl.enabled and config.pcl.tau_schedule not in ('linear', 'cosine', 'constant'):
+    raise ValueError(f'config.pcl.tau_schedule={config.pcl.tau_schedule!r}; use linear, '
+                     'cosine or constant.')
 
 
 def learning_rate_schedule(config: Any) -> optax.Schedule:
@@ -73,15 +78,45 @@ def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
   return (f.n_mels, frames), (f.n_coch, frames)
 
 
-def create_train_state(config: Any, model: models.DAMER, key: jax.Array) -> TrainState:
-  """Initialises parameters, batch statistics and the optimiser (unreplicated)."""
+def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
+                       num_train: int = 0) -> TrainState:
+  """Initialises parameters, batch statistics, optimiser and module state (unreplicated).
+
+  Args:
+    config: the experiment config.
+    model: the network.
+    key: typed root key.
+    num_train: examples in the training split (rows of the PCL table); needed only
+      when config.pcl.enabled.
+  """
   mel_shape, coch_shape = input_shapes(config)
   init_key, train_key = jax.random.split(key)
   variables = jax.jit(functools.partial(model.init, train=False))(
       init_key, jnp.zeros((1,) + mel_shape), jnp.zeros((1,) + coch_shape))
+  modules = {}
+  num_targets = len(config.targets)
+  if config.pcl.enabled:
+    if num_train <= 0:
+      raise ValueError('PCL needs the size of the training split (num_train > 0).')
+    modules['pcl'] = pcl.init_state(num_train, num_targets, config.num_classes)
+  if config.saml.enabled:
+    modules['saml'] = saml.init_state(config.saml.queue_size, config.saml.projection_dim,
+                                      num_targets, config.num_classes)
+    if config.saml.key_encoder == 'ema':
+      modules['ema_params'] = jax.tree.map(jnp.copy, variables['params'])
   return TrainState.create(params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}),
-                           tx=create_optimizer(config), rng=train_key)
+                           tx=create_optimizer(config), rng=train_key, **modules)
+
+
+def _saml_keys(state: TrainState, outputs: dict[str, jax.Array],
+               batch: dict[str, jax.Array], model: models.DAMER, config: Any) -> jax.Array:
+  """SAML keys [b, P]: from the momentum copy of the params, or the current projection."""
+  if config.saml.key_encoder == 'current':
+    return lax.stop_gradient(outputs['projection'])
+  ema_out = model.apply({'params': state.ema_params, 'batch_stats': state.batch_stats},
+                        batch['mel'], batch['coch'], train=False)
+  return lax.stop_gradient(ema_out['projection'])
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.DAMER,
@@ -89,9 +124,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One update on one device's batch; gradients averaged over `axis_name`.
 
+  loss = CE(fusion) + alpha (CE(mel) + CE(coch)) [+ beta PCL] [+ gamma SAML]; a module
+  that is switched off is neither computed nor holds state.
+
   Args:
     state: this device's copy of the TrainState.
-    batch: 'mel' [b, n_mels, T], 'coch' [b, n_coch, T] and the targets [b].
+    batch: 'mel' [b, n_mels, T], 'coch' [b, n_coch, T], the targets [b], and for PCL
+      'index' [b], for SAML 'track_id' [b].
     model, config, schedule: bound with functools.partial.
     axis_name: the mapped device axis.
 
@@ -106,49 +145,89 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
         {'params': params, 'batch_stats': state.batch_stats}, batch['mel'], batch['coch'],
         train=True, rngs={'dropout': key}, mutable=['batch_stats'])
     loss, metrics = losses.supervised_loss(outputs, batch, config)
-    return loss, (metrics, updates['batch_stats'])
+    metrics['loss_supervised'] = loss
+    new = {'batch_stats': updates['batch_stats']}
+    if config.pcl.enabled:
+      pcl_loss, new['pcl'], pcl_metrics = pcl.pcl_step(state.pcl, outputs, batch,
+                                                       state.step, config, axis_name)
+      loss = loss + config.pcl.weight * pcl_loss
+      metrics.update(pcl_metrics)
+    if config.saml.enabled:
+      keys = _saml_keys(state, outputs, batch, model, config)
+      saml_loss, new['saml'], saml_metrics = saml.saml_step(
+          state.saml, outputs['projection'], keys, batch, config, axis_name)
+      loss = loss + config.saml.weight * saml_loss
+      metrics.update(saml_metrics)
+    metrics['loss'] = loss
+    return loss, (metrics, new)
 
-  grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (metrics, new) = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = lax.pmean(grads, axis_name)
-  batch_stats = lax.pmean(batch_stats, axis_name)
+  new['batch_stats'] = lax.pmean(new['batch_stats'], axis_name)
   metrics = lax.pmean(metrics, axis_name)
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = schedule(state.step)
-  return state.apply_gradients(grads, batch_stats=batch_stats), metrics
+  state = state.apply_gradients(grads, **new)
+  if config.saml.enabled and config.saml.key_encoder == 'ema':
+    state = state.replace(ema_params=saml.ema_params(state.ema_params, state.params,
+                                                     config.saml.ema_momentum))
+  return state, metrics
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.DAMER,
               config: Any) -> dict[str, jax.Array]:
-  """Predictions of the three heads for one device's batch.
+  """Predictions of the three heads and the fused embedding for one device's batch.
 
   Returns 'fusion', 'mel', 'coch': class probabilities [b, targets, classes]
-  (classification) or values [b, targets] (regression).
+  (classification) or values [b, targets] (regression); 'embedding' [b, D].
   """
   outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                         batch['mel'], batch['coch'], train=False)
   heads = ('fusion', 'mel', 'coch')
   if config.task == 'classification':
-    return {h: jax.nn.softmax(outputs[h], axis=-1) for h in heads}
-  return {h: outputs[h] for h in heads}
+    result = {h: jax.nn.softmax(outputs[h], axis=-1) for h in heads}
+  else:
+    result = {h: outputs[h] for h in heads}
+  result['embedding'] = outputs['embedding']
+  return result
 
 
-def evaluate_batches(p_eval_step: Callable, state: TrainState,
-                     batches: Iterable[dict[str, np.ndarray]], config: Any
-                     ) -> dict[str, float]:
-  """Runs the eval step over all batches and computes metrics of the fusion head.
+def create_driver(config: Any, model: models.DAMER) -> Any:
+  """The pmap or shard_map driver of the train and eval steps (config.parallelism)."""
+  return parallel.create_driver(
+      config.parallelism,
+      functools.partial(train_step, model=model, config=config,
+                        schedule=learning_rate_schedule(config)),
+      functools.partial(eval_step, model=model, config=config))
 
-  Padding (mask == 0) is dropped before the metrics; `num_examples` counts the rest.
+
+def predict_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.ndarray]]
+                    ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+  """Yields (batch, head outputs) with padding removed, flattened over devices.
+
+  Batches hold a float 'mask' (1 = real example); outputs are as `eval_step`'s.
   """
-  preds, values = [], []
   for batch in batches:
     mask = batch.pop('mask').reshape(-1) > 0
-    out = jax.device_get(p_eval_step(state, batch))
-    flat = out['fusion'].reshape((-1,) + out['fusion'].shape[2:])
-    preds.append(flat[mask])
-    values.append(np.stack([batch[t].reshape(-1)[mask] for t in config.targets], -1))
+    out = jax.device_get(driver.eval_step(state, batch))
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])[mask]
+    yield ({k: flat(v) for k, v in batch.items()}, {k: flat(v) for k, v in out.items()})
+
+
+def evaluate_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.ndarray]],
+                     config: Any) -> dict[str, float]:
+  """Metrics of the fusion head over all batches (padding dropped).
+
+  `num_examples` counts the examples and `num_tracks` the distinct tracks.
+  """
+  preds, values, tracks = [], [], []
+  for batch, out in predict_batches(driver, state, batches):
+    preds.append(out['fusion'])
+    values.append(np.stack([batch[t] for t in config.targets], -1))
+    tracks.append(batch['track_id'])
   if not preds:
-    raise ValueError('The evaluation split is empty; lower config.dataset.test_fraction '
-                     'only if the dataset has enough tracks, or add data.')
+    raise ValueError('The evaluation split is empty: the dataset has too few tracks for '
+                     'config.dataset.test_fraction; add data or raise the fraction.')
   preds, values = np.concatenate(preds), np.concatenate(values)
   if config.task == 'classification':
     result = metrics_lib.classification_metrics(preds, values, config.targets,
@@ -156,12 +235,13 @@ def evaluate_batches(p_eval_step: Callable, state: TrainState,
   else:
     result = metrics_lib.regression_metrics(preds, values, config.targets)
   result['num_examples'] = int(len(values))
+  result['num_tracks'] = int(len(np.unique(np.concatenate(tracks))))
   return result
 
 
 def _average(metrics_list: list[dict[str, Any]]) -> dict[str, float]:
   stacked = jax.device_get(metrics_list)
-  return {k: float(np.mean([m[k][0] for m in stacked])) for k in stacked[0]}
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
 def _data_seed(config: Any, start_step: int) -> int:
@@ -172,7 +252,7 @@ def _data_seed(config: Any, start_step: int) -> int:
 def train_and_evaluate(config: Any, workdir: str) -> TrainState:
   """Trains, evaluates every `eval_every_steps` and checkpoints; resumes from workdir.
 
-  Returns the final (unreplicated) TrainState.
+  Returns the final (host-side) TrainState.
   """
   from input_pipeline import pipeline  # TensorFlow enters only here.
 
@@ -184,12 +264,13 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
 
   t0 = time.monotonic()
   builder = pipeline.prepare(config)
+  num_train = pipeline.num_examples(builder, 'train')
   logging.info('Records ready in %.1f s: %s (train %d, test %d examples).',
-               time.monotonic() - t0, builder.data_dir,
-               pipeline.num_examples(builder, 'train'), pipeline.num_examples(builder, 'test'))
+               time.monotonic() - t0, builder.data_dir, num_train,
+               pipeline.num_examples(builder, 'test'))
 
   model = models.create_model(config)
-  state = create_train_state(config, model, jax.random.key(config.seed))
+  state = create_train_state(config, model, jax.random.key(config.seed), num_train)
   manager = checkpointing.create_manager(workdir, config)
   state = checkpointing.restore_latest(manager, state)
   start_step = int(state.step)
@@ -198,20 +279,15 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
   else:
     writer.write_hparams(config.to_dict())
 
-  schedule = learning_rate_schedule(config)
-  p_train_step = jax.pmap(
-      functools.partial(train_step, model=model, config=config, schedule=schedule),
-      axis_name=AXIS, donate_argnums=(0,))
-  p_eval_step = jax.pmap(functools.partial(eval_step, model=model, config=config),
-                         axis_name=AXIS)
+  driver = create_driver(config, model)
   train_iter = pipeline.train_iterator(builder, config, seed=_data_seed(config, start_step))
   report_progress = reporting.create_progress_reporter(config.num_train_steps, writer)
 
-  state = jax_utils.replicate(state)
+  state = driver.put_state(state)
   train_metrics = []
   for step in range(start_step + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, metrics = p_train_step(state, next(train_iter))
+      state, metrics = driver.train_step(state, next(train_iter))
     train_metrics.append(metrics)
     report_progress(step)
     last = step == config.num_train_steps
@@ -224,35 +300,47 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
             f'is in {workdir / "checkpoints"}. Lower config.optimizer.learning_rate.')
       writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
     if step % config.eval_every_steps == 0 or last:
-      result = evaluate_batches(p_eval_step, state, pipeline.eval_batches(builder, config),
+      result = evaluate_batches(driver, state, pipeline.eval_batches(builder, config),
                                 config)
       writer.write_scalars(step, {f'test/{k}': v for k, v in result.items()})
       if is_main:
         reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **result})
       logging.info('eval at step %d: %s', step, result)
     if step % config.checkpoint_every_steps == 0 or last:
-      checkpointing.save(manager, jax_utils.unreplicate(state))
+      checkpointing.save(manager, driver.get_state(state))
   manager.wait_until_finished()
   writer.flush()
-  return jax_utils.unreplicate(state)
+  return driver.get_state(state)
+
+
+def restore_for_inference(config: Any, workdir: str, builder: Any = None
+                          ) -> tuple[models.DAMER, TrainState]:
+  """The model and the latest checkpoint's state in workdir (clear error if none)."""
+  validate_config(config)
+  manager = checkpointing.create_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'No checkpoint in {epath.Path(workdir) / "checkpoints"}; '
+                            'train first (--mode=train) with this --workdir.')
+  num_train = 0
+  if config.pcl.enabled:
+    if builder is None:
+      raise ValueError('Restoring a PCL run needs the dataset builder (table size).')
+    from input_pipeline import pipeline  # TensorFlow enters only here.
+    num_train = pipeline.num_examples(builder, 'train')
+  model = models.create_model(config)
+  state = checkpointing.restore_latest(
+      manager, create_train_state(config, model, jax.random.key(config.seed), num_train))
+  return model, state
 
 
 def evaluate(config: Any, workdir: str) -> dict[str, float]:
   """Evaluates the latest checkpoint in workdir on the test split; appends the row."""
   from input_pipeline import pipeline  # TensorFlow enters only here.
 
-  validate_config(config)
-  manager = checkpointing.create_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f'No checkpoint in {epath.Path(workdir) / "checkpoints"}; '
-                            'train first (--mode=train) with this --workdir.')
   builder = pipeline.prepare(config)
-  model = models.create_model(config)
-  state = checkpointing.restore_latest(
-      manager, create_train_state(config, model, jax.random.key(config.seed)))
-  p_eval_step = jax.pmap(functools.partial(eval_step, model=model, config=config),
-                         axis_name=AXIS)
-  result = evaluate_batches(p_eval_step, jax_utils.replicate(state),
+  model, state = restore_for_inference(config, workdir, builder)
+  driver = create_driver(config, model)
+  result = evaluate_batches(driver, driver.put_state(state),
                             pipeline.eval_batches(builder, config), config)
   if jax.process_index() == 0:
     reporting.append_eval_metrics(workdir, {'step': int(state.step), 'split': 'test',

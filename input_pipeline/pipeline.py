@@ -32,7 +32,8 @@ def get_builder(config: Any) -> tfds.core.DatasetBuilder:
         num_tracks=config.dataset.num_tracks, track_seconds=config.dataset.track_seconds,
         generator_seed=config.dataset.generator_seed,
         test_fraction=config.dataset.test_fraction, split_seed=config.dataset.split_seed,
-        feature_spec=spec)
+        feature_spec=spec, split_by=config.dataset.split_by,
+        test_styles=sv.parse_styles(config.dataset.test_styles))
     if builder_config.name in sv.Builder.builder_configs:  # TFDS wants the registered one.
       builder_config = builder_config.name
     return sv.Builder(config=builder_config, data_dir=data_dir)

@@ -32,3 +32,32 @@ def split_tracks(track_ids: Sequence[Hashable], test_fraction: float,
   order = np.random.default_rng(seed).permutation(len(ids))
   test = {ids[i] for i in order[:num_test]}
   return {'train': [t for t in ids if t not in test], 'test': [t for t in ids if t in test]}
+
+
+def split_by_group(track_ids: Sequence[Hashable], groups: Sequence[Hashable],
+                   test_fraction: float, seed: int,
+                   test_groups: Sequence[Hashable] | None = None
+                   ) -> dict[str, list[Hashable]]:
+  """Holds out whole groups (e.g. styles): every track of a test group is in 'test'.
+
+  Args:
+    track_ids: unique track identifiers.
+    groups: the group of each track (same order).
+    test_fraction: share of *groups* held out when test_groups is None (at least one,
+      and at least one group is left for training).
+    seed: seed of the group choice.
+    test_groups: the held-out groups, if chosen by hand.
+  """
+  if len(track_ids) != len(groups):
+    raise ValueError('track_ids and groups must have the same length.')
+  if test_groups is None:
+    test_groups = split_tracks(sorted(set(groups), key=str), test_fraction, seed)['test']
+  unknown = set(test_groups) - set(groups)
+  if unknown:
+    raise ValueError(f'Held-out groups {sorted(unknown, key=str)} have no tracks.')
+  if set(test_groups) >= set(groups):
+    raise ValueError('Every group is held out; leave at least one for training.')
+  held = set(test_groups)
+  pairs = sorted(zip(track_ids, groups), key=lambda p: str(p[0]))
+  return {'train': [t for t, g in pairs if g not in held],
+          'test': [t for t, g in pairs if g in held]}

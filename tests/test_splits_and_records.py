@@ -25,6 +25,18 @@ def test_split_keeps_one_track_each_side_and_rejects_bad_fraction():
     splits.split_tracks([1, 2, 3], 1.0, 0)
 
 
+def test_group_split_holds_out_whole_groups():
+  tracks = list(range(20))
+  styles = [t % 5 for t in tracks]
+  by_hand = splits.split_by_group(tracks, styles, 0.2, seed=0, test_groups=[3])
+  assert by_hand['test'] == [3, 8, 13, 18]
+  seeded = splits.split_by_group(tracks, styles, 0.2, seed=1)
+  held = {t % 5 for t in seeded['test']}
+  assert len(held) == 1 and not held & {t % 5 for t in seeded['train']}
+  with pytest.raises(ValueError, match='leave at least one'):
+    splits.split_by_group(tracks, styles, 0.2, 0, test_groups=[0, 1, 2, 3, 4])
+
+
 def test_segment_labels_average_annotations_inside_each_segment():
   times = np.array([0.0, 0.5, 1.0, 1.5, 3.0, 3.5])  # 2 Hz, nothing in [2, 3).
   values = np.array([0.1, 0.3, -0.2, np.nan, 0.8, 0.6])

@@ -62,3 +62,15 @@ def test_style_ids_are_stored(built):
   styles = {int(e['style_id']) for e in _examples(builder, 'train')}
   assert styles <= set(range(len(synthetic_music.STYLE_NAMES)))
   assert len(styles) > 1
+
+
+def test_style_split_holds_out_whole_instrumentation_families(data_dir):
+  from input_pipeline import pipeline
+  config = tiny_config(dataset__data_dir=data_dir, dataset__num_tracks=10,
+                       dataset__track_seconds=1.0, dataset__split_by='style',
+                       dataset__test_styles='fm_bell')
+  builder = pipeline.prepare(config)
+  test_styles = {int(e['style_id']) for e in _examples(builder, 'test')}
+  train_styles = {int(e['style_id']) for e in _examples(builder, 'train')}
+  assert test_styles == {synthetic_music.STYLE_NAMES.index('fm_bell')}
+  assert test_styles.isdisjoint(train_styles) and len(train_styles) == 4

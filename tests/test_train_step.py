@@ -60,6 +60,8 @@ def test_learning_rate_warms_up_then_decays():
   assert float(schedule(5)) < float(schedule(10)) > float(schedule(50))
 
 
-def test_enabling_a_module_not_in_this_release_fails_clearly():
-  with pytest.raises(NotImplementedError, match='pcl.enabled'):
-    train.validate_config(tiny_config(pcl__enabled=True))
+def test_bad_settings_fail_clearly_naming_the_field():
+  with pytest.raises(ValueError, match='config.parallelism'):
+    train.validate_config(tiny_config(parallelism='vmap'))
+  with pytest.raises(ValueError, match='key_encoder'):
+    train.validate_config(tiny_config(saml__enabled=True, saml__key_encoder='slow'))

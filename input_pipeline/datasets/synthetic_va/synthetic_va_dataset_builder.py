@@ -35,6 +35,28 @@ class SyntheticVaConfig(tfds.core.BuilderConfig):
   test_fraction: float = 0.2
   split_seed: int = 0
   feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
+  split_by: str = 'track'  # 'track' or 'style' (whole styles held out).
+  test_styles: tuple[int, ...] = ()  # split_by='style': held-out style ids.
+
+
+def parse_styles(text: str) -> tuple[int, ...]:
+  """'fm_bell,4' -> (3, 4): style names or ids, comma-separated."""
+  styles = []
+  for item in filter(None, (t.strip() for t in str(text).split(','))):
+    if item.isdigit() and int(item) < len(synthetic_music.STYLE_NAMES):
+      styles.append(int(item))
+    elif item in synthetic_music.STYLE_NAMES:
+      styles.append(synthetic_music.STYLE_NAMES.index(item))
+    else:
+      raise ValueError(f'Unknown style {item!r} in config.dataset.test_styles; use ids '
+                       f'0-{len(synthetic_music.STYLE_NAMES) - 1} or names '
+                       f'{", ".join(synthetic_music.STYLE_NAMES)}.')
+  return tuple(sorted(set(styles)))
+
+
+def style_of(track_number: int) -> int:
+  """The style `generate_track` gives a track when style_id is None."""
+  return track_number % len(synthetic_music.STYLE_NAMES)
 
 
 def _generator_digest() -> str:
@@ -54,12 +76,15 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
                   track_seconds=track_seconds,
                   generator_seed=generator_seed, test_fraction=test_fraction,
                   split_seed=split_seed, feature_spec=dataclasses.asdict(feature_spec))
+  if split_by != 'track':  # Keeps the names of track-split configs as they were.
+    settings.update(split_by=split_by, test_styles=list(test_styles))
   digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   return SyntheticVaConfig(
       name=f'n{num_tracks}_s{track_seconds:g}_seed{generator_seed}_{digest}',
       description=f'synthetic_va with {json.dumps(settings, sort_keys=True)}',
       num_tracks=num_tracks, track_seconds=track_seconds, generator_seed=generator_seed,
-      test_fraction=test_fraction, split_seed=split_seed, feature_spec=feature_spec)
+      test_fraction=test_fraction, split_seed=split_seed, feature_spec=feature_spec,
+      split_by=split_by, test_styles=tuple(test_styles))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -82,8 +107,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
     cfg.feature_spec.validate()
-    by_split = splits.split_tracks(list(range(cfg.num_tracks)), cfg.test_fraction,
-                                   cfg.split_seed)
+    tracks = list(range(cfg.num_tracks))
+    if cfg.split_by == 'track':
+      by_split = splits.split_tracks(tracks, cfg.test_fraction, cfg.split_seed)
+    elif cfg.split_by == 'style':
+      by_split = splits.split_by_group(tracks, [style_of(t) for t in tracks],
+                                       cfg.test_fraction, cfg.split_seed,
+                                       test_groups=cfg.test_styles or None)
+    else:
+      raise ValueError(f"config.dataset.split_by must be 'track' or 'style', got "
+                       f'{cfg.split_by!r}.')
     return {name: self._generate_examples(tracks) for name, tracks in by_split.items()}
 
   def _generate_examples(self, tracks):

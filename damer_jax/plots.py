@@ -1,0 +1,170 @@
+"""Figures for reports: the embedding-drift figure of the ablation grid (ablation.py).
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
+switch), so it works on a headless machine and inside other programs. No TensorFlow
+here: `embeddings_for` imports the input pipeline only when it is called.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+from etils import epath
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+import numpy as np
+
+CLASS_COLOURS = ('#2b6cb0', '#dd6b20')  # low, high (blue / orange: colour-blind safe).
+CLASS_NAMES = ('low', 'high')
+MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '<', '>', 'p', 'h', '*')
+MAX_TRACK_LABELS = 30  # Above this many tracks per panel, track ids are not printed.
+
+# (panel title, embeddings [N, D], class labels [N] in {0, 1}, track ids [N])
+Panel = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+
+
+def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Projects [N, D] onto its first two principal axes (SVD of the centred data).
+
+  Returns the points [N, 2] and the share of the variance each axis explains [2].
+  Axis signs are fixed (largest loading positive), so reruns draw the same picture.
+  """
+  x = np.asarray(embeddings, np.float64)
+  x = x - x.mean(axis=0)
+  _, s, vt = np.linalg.svd(x, full_matrices=False)
+  axes = np.zeros((2, x.shape[1]))
+  axes[:min(2, len(vt))] = vt[:2]
+  signs = np.sign(axes[np.arange(2), np.abs(axes).argmax(axis=1)])
+  axes *= np.where(signs == 0, 1.0, signs)[:, None]
+  variance = np.zeros(2)
+  total = float((s ** 2).sum())
+  if total > 0:
+    variance[:min(2, len(s))] = (s[:2] ** 2) / total
+  return x @ axes.T, variance
+
+
+def neighbour_stats(embeddings: np.ndarray, classes: np.ndarray, track_ids: np.ndarray,
+                    k: int = 10) -> dict[str, float]:
+  """How the full-width embeddings cluster: by track (drift) or by class across tracks.
+
+  With the k nearest neighbours of every point (cosine distance, the point excluded):
+    same_track: share of the neighbours from the point's own track (high = the
+      embedding mostly encodes which track a segment came from);
+    cross_track_class: among the k nearest neighbours from *other* tracks, share of
+      the same class (high = classes line up across tracks, what SAML aims at).
+  """
+  x = np.asarray(embeddings, np.float64)
+  x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  classes, track_ids = np.asarray(classes), np.asarray(track_ids)
+  n = len(x)
+  if n < 2:
+    return {'same_track': float('nan'), 'cross_track_class': float('nan'), 'k': 0}
+  distance = 1.0 - x @ x.T
+  np.fill_diagonal(distance, np.inf)
+  k = min(k, n - 1)
+  nearest = np.argsort(distance, axis=1)[:, :k]
+  same_track = float((track_ids[nearest] == track_ids[:, None]).mean())
+  other = np.where(track_ids[None, :] == track_ids[:, None], np.inf, distance)
+  agreement = []
+  for i in range(n):
+    valid = np.isfinite(other[i])
+    if valid.any():
+      idx = np.argsort(other[i])[:min(k, int(valid.sum()))]
+      agreement.append((classes[idx] == classes[i]).mean())
+  cross = float(np.mean(agreement)) if agreement else float('nan')
+  return {'same_track': same_track, 'cross_track_class': cross, 'k': k}
+
+
+def _draw_panel(ax, panel: Panel, target: str) -> None:
+  title, embeddings, classes, track_ids = panel
+  classes = np.asarray(classes).astype(int)
+  track_ids = np.asarray(track_ids)
+  points, variance = pca_2d(embeddings)
+  tracks = np.unique(track_ids)
+  marker_of = dict(zip(tracks, itertools.cycle(MARKERS)))
+  for track in tracks:  # Light spokes from each track's centre to its segments.
+    mine = points[track_ids == track]
+    centre = mine.mean(axis=0)
+    for p in mine:
+      ax.plot([centre[0], p[0]], [centre[1], p[1]], color='0.6', lw=0.5, alpha=0.5,
+              zorder=1)
+    if len(tracks) <= MAX_TRACK_LABELS:
+      ax.annotate(str(track), centre, fontsize=6, color='0.35', ha='center',
+                  va='center', zorder=3)
+  for track in tracks:
+    for c in (0, 1):
+      mask = (track_ids == track) & (classes == c)
+      if mask.any():
+        ax.scatter(points[mask, 0], points[mask, 1], s=22, marker=marker_of[track],
+                   color=CLASS_COLOURS[c], edgecolors='white', linewidths=0.4,
+                   alpha=0.85, zorder=2)
+  stats = neighbour_stats(embeddings, classes, track_ids)
+  ax.set_title(f'{title}\n{len(points)} segments, {len(tracks)} tracks; '
+               f'{stats["k"]}-NN same track {stats["same_track"]:.0%}, '
+               f'other-track same class {stats["cross_track_class"]:.0%}', fontsize=9)
+  ax.set_xlabel(f'PC 1 ({variance[0]:.0%} var)')
+  ax.set_ylabel(f'PC 2 ({variance[1]:.0%} var)')
+  ax.grid(alpha=0.2)
+
+
+def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: str,
+                         target: str = 'valence') -> epath.Path:
+  """Side-by-side 2-D PCA scatters of embeddings, coloured by class, one marker per track.
+
+  Args:
+    panels: (panel title, embeddings [N, D], class labels [N] (0 = low, 1 = high),
+      track ids [N]) per panel; PCA is fitted per panel.
+    path: where the PNG goes (parent folders are created).
+    title: figure title.
+    target: the target the classes belong to (legend text).
+
+  Returns:
+    The path written.
+  """
+  if not panels:
+    raise ValueError('plot_embedding_drift needs at least one panel.')
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig = Figure(figsize=(5.2 * len(panels), 5.4), layout='constrained')
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, panel in zip(axes, panels):
+    _draw_panel(ax, panel, target)
+  handles = [Line2D([], [], ls='', marker='o', color=CLASS_COLOURS[c], markersize=7,
+                    label=f'{target} {CLASS_NAMES[c]}') for c in (0, 1)]
+  handles.append(Line2D([], [], color='0.6', lw=0.8,
+                        label='segment to its track centre (marker = track)'))
+  fig.legend(handles=handles, loc='outside lower center', ncols=3, fontsize=8,
+             frameon=False)
+  fig.suptitle(title, fontsize=11)
+  with path.open('wb') as f:
+    fig.savefig(f, format='png', dpi=130)
+  return path
+
+
+def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence',
+                   split: str = 'test') -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Fused embeddings of the latest checkpoint in `workdir` on one split.
+
+  Returns (embeddings [N, D], class of `target` [N] (1 = value > config.label_threshold),
+  track ids [N]), padding removed. Valence is the default target: it is the one the
+  style drift hurts most (arousal cues such as tempo and loudness carry across
+  instrumentations; valence cues such as mode and consonance sound different in each).
+  """
+  from damer_jax import train  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
+
+  builder = pipeline.prepare(config)
+  model, state = train.restore_for_inference(config, str(workdir), builder)
+  driver = train.create_driver(config, model)
+  embeddings, classes, tracks = [], [], []
+  for batch, out in train.predict_batches(driver, driver.put_state(state),
+                                          pipeline.eval_batches(builder, config, split)):
+    embeddings.append(np.asarray(out['embedding'], np.float32))
+    classes.append((batch[target] > config.label_threshold).astype(np.int64))
+    tracks.append(batch['track_id'])
+  if not embeddings:
+    raise ValueError(f'The {split!r} split is empty; nothing to embed.')
+  return np.concatenate(embeddings), np.concatenate(classes), np.concatenate(tracks)
