@@ -73,7 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   # only the most reliable examples (confidence x cross-view consistency x temporal
   # stability) are trained on them.
   config.pcl = ml_collections.ConfigDict()
-  config.pcl.enabled = False  # Switch (ablations).
+  config.pcl.enabled = True  # Switch (ablations).
   config.pcl.weight = 0.5  # beta in the total loss.
   config.pcl.warmup_steps = 500  # No table update and no PCL loss before this step.
   config.pcl.ema_momentum = 0.9  # table <- m * table + (1 - m) * p (first visit: p).
@@ -90,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
   # embeddings with labels and track ids, and per-class anchors; same-class entries
   # from *other* tracks are the positives of a supervised InfoNCE loss.
   config.saml = ml_collections.ConfigDict()
-  config.saml.enabled = False  # Switch (ablations).
+  config.saml.enabled = True  # Switch (ablations).
   config.saml.weight = 0.1  # gamma in the total loss.
   config.saml.projection_dim = 64  # Width of the L2-normalised projection.
   config.saml.queue_size = 1024  # K entries; every replica enqueues the gathered batch.

@@ -25,6 +25,8 @@ def get_config():
   config.model.encoder_layers = 1
   config.model.num_heads = 4
   config.dsaf.num_blocks = 1
+  config.pcl.warmup_steps = 200
+  config.saml.queue_size = 512
 
   config.optimizer.learning_rate = 2e-3
   config.optimizer.warmup_steps = 50

@@ -65,7 +65,8 @@ def _generator_digest() -> str:
 
 def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_seed: int = 0,
                 test_fraction: float = 0.2, split_seed: int = 0,
-                feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
+                feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec(),
+                split_by: str = 'track', test_styles: tuple[int, ...] = ()
                 ) -> SyntheticVaConfig:
   """A config whose name is unique for its settings, so builds never collide.
 
