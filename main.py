@@ -28,7 +28,7 @@ class _QuietLibraries(logging.logging.Filter):
   """Drops INFO records of orbax's per-save chatter; warnings and errors pass."""
 
   def filter(self, record):
-    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+    return record.levelno >= logging.logging.WARNING or '/orbax/' not in record.pathname
 
 
 def main(argv):

@@ -77,21 +77,21 @@ def neighbour_stats(embeddings: np.ndarray, classes: np.ndarray, track_ids: np.n
   return {'same_track': same_track, 'cross_track_class': cross, 'k': k}
 
 
-def _draw_panel(ax, panel: Panel, target: str) -> None:
+def _draw_panel(ax, panel: Panel) -> None:
   title, embeddings, classes, track_ids = panel
   classes = np.asarray(classes).astype(int)
   track_ids = np.asarray(track_ids)
   points, variance = pca_2d(embeddings)
   tracks = np.unique(track_ids)
   marker_of = dict(zip(tracks, itertools.cycle(MARKERS)))
-  for track in tracks:  # Light spokes from each track's centre to its segments.
+  for track in tracks:  # Faint spokes from each track's centre to its segments.
     mine = points[track_ids == track]
     centre = mine.mean(axis=0)
     for p in mine:
-      ax.plot([centre[0], p[0]], [centre[1], p[1]], color='0.6', lw=0.5, alpha=0.5,
+      ax.plot([centre[0], p[0]], [centre[1], p[1]], color='0.55', lw=0.4, alpha=0.3,
               zorder=1)
     if len(tracks) <= MAX_TRACK_LABELS:
-      ax.annotate(str(track), centre, fontsize=6, color='0.35', ha='center',
+      ax.annotate(f'track {track}', centre, fontsize=6, color='0.35', ha='center',
                   va='center', zorder=3)
   for track in tracks:
     for c in (0, 1):
@@ -101,8 +101,8 @@ def _draw_panel(ax, panel: Panel, target: str) -> None:
                    color=CLASS_COLOURS[c], edgecolors='white', linewidths=0.4,
                    alpha=0.85, zorder=2)
   stats = neighbour_stats(embeddings, classes, track_ids)
-  ax.set_title(f'{title}\n{len(points)} segments, {len(tracks)} tracks; '
-               f'{stats["k"]}-NN same track {stats["same_track"]:.0%}, '
+  ax.set_title(f'{title}\n{len(points)} segments from {len(tracks)} tracks\n'
+               f'{stats["k"]} nearest neighbours: same track {stats["same_track"]:.0%}, '
                f'other-track same class {stats["cross_track_class"]:.0%}', fontsize=9)
   ax.set_xlabel(f'PC 1 ({variance[0]:.0%} var)')
   ax.set_ylabel(f'PC 2 ({variance[1]:.0%} var)')
@@ -110,7 +110,7 @@ def _draw_panel(ax, panel: Panel, target: str) -> None:
 
 
 def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: str,
-                         target: str = 'valence') -> epath.Path:
+                         target: str = 'valence', note: str = '') -> epath.Path:
   """Side-by-side 2-D PCA scatters of embeddings, coloured by class, one marker per track.
 
   Args:
@@ -119,6 +119,7 @@ def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: s
     path: where the PNG goes (parent folders are created).
     title: figure title.
     target: the target the classes belong to (legend text).
+    note: an optional line of small print under the legend.
 
   Returns:
     The path written.
@@ -131,13 +132,15 @@ def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: s
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
   for ax, panel in zip(axes, panels):
-    _draw_panel(ax, panel, target)
+    _draw_panel(ax, panel)
   handles = [Line2D([], [], ls='', marker='o', color=CLASS_COLOURS[c], markersize=7,
                     label=f'{target} {CLASS_NAMES[c]}') for c in (0, 1)]
   handles.append(Line2D([], [], color='0.6', lw=0.8,
                         label='segment to its track centre (marker = track)'))
-  fig.legend(handles=handles, loc='outside lower center', ncols=3, fontsize=8,
-             frameon=False)
+  legend = fig.legend(handles=handles, loc='outside lower center', ncols=3, fontsize=8,
+                      frameon=False, title=note or None, title_fontsize=7.5)
+  if note:
+    legend.get_title().set_color('0.35')
   fig.suptitle(title, fontsize=11)
   with path.open('wb') as f:
     fig.savefig(f, format='png', dpi=130)
@@ -150,8 +153,8 @@ def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence'
 
   Returns (embeddings [N, D], class of `target` [N] (1 = value > config.label_threshold),
   track ids [N]), padding removed. Valence is the default target: it is the one the
-  style drift hurts most (arousal cues such as tempo and loudness carry across
-  instrumentations; valence cues such as mode and consonance sound different in each).
+  style drift hurts most (held-out style on the demo: valence accuracy 0.94 -> 0.60,
+  arousal 0.98 -> 0.93; docs/ablations.md).
   """
   from damer_jax import train  # pylint: disable=g-import-not-at-top
   from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.

@@ -7,6 +7,13 @@ from typing import Hashable, Sequence
 import numpy as np
 
 
+def _natural(track_id: Hashable):
+  """Sort key: numbers in numeric order, then everything else as text."""
+  if isinstance(track_id, (int, np.integer)):
+    return (0, int(track_id), '')
+  return (1, 0, str(track_id))
+
+
 def split_tracks(track_ids: Sequence[Hashable], test_fraction: float,
                  seed: int) -> dict[str, list[Hashable]]:
   """Splits whole tracks, seeded and reproducible.
@@ -23,7 +30,7 @@ def split_tracks(track_ids: Sequence[Hashable], test_fraction: float,
   """
   if not 0.0 <= test_fraction < 1.0:
     raise ValueError(f'test_fraction must be in [0, 1), got {test_fraction}.')
-  ids = sorted(set(track_ids), key=str)
+  ids = sorted(set(track_ids), key=_natural)
   if len(ids) != len(track_ids):
     raise ValueError('track_ids must be unique.')
   num_test = int(round(test_fraction * len(ids)))
@@ -51,13 +58,14 @@ def split_by_group(track_ids: Sequence[Hashable], groups: Sequence[Hashable],
   if len(track_ids) != len(groups):
     raise ValueError('track_ids and groups must have the same length.')
   if test_groups is None:
-    test_groups = split_tracks(sorted(set(groups), key=str), test_fraction, seed)['test']
+    test_groups = split_tracks(sorted(set(groups), key=_natural), test_fraction,
+                               seed)['test']
   unknown = set(test_groups) - set(groups)
   if unknown:
-    raise ValueError(f'Held-out groups {sorted(unknown, key=str)} have no tracks.')
+    raise ValueError(f'Held-out groups {sorted(unknown, key=_natural)} have no tracks.')
   if set(test_groups) >= set(groups):
     raise ValueError('Every group is held out; leave at least one for training.')
   held = set(test_groups)
-  pairs = sorted(zip(track_ids, groups), key=lambda p: str(p[0]))
+  pairs = sorted(zip(track_ids, groups), key=lambda p: _natural(p[0]))
   return {'train': [t for t, g in pairs if g not in held],
           'test': [t for t, g in pairs if g in held]}

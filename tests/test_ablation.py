@@ -64,9 +64,13 @@ def test_grid_writes_table_and_figure_then_skips_done_cells(tmp_path, data_dir):
 
   report = (workdir / 'ablation.md').read_text()
   assert '## Split `track`' in report
+  header = next(line for line in report.splitlines() if line.startswith('| variant |'))
   table_rows = [line for line in report.splitlines() if line.startswith('| full |')]
-  assert len(table_rows) == 1 and table_rows[0].count('±') == 6
-  assert table_rows[0].count('(2)') == 6  # Both seeds in every column.
+  assert len(table_rows) == 1
+  entries = dict(zip(header.split('|'), table_rows[0].split('|')))
+  for column in ('valence/accuracy', 'valence/f1', 'arousal/accuracy', 'arousal/f1'):
+    assert ' ± ' in entries[f' {column} '] and '(2)' in entries[f' {column} ']  # 2 seeds.
+  # AUC may be '–' here: a tiny test split can hold a single class.
   assert 'ablation.py' in report and '--override pcl.warmup_steps=2' in report
   assert '--config.model.width=16' in report
   assert '## Split `track`' in result.stdout  # The table is printed too.
@@ -77,6 +81,7 @@ def test_grid_writes_table_and_figure_then_skips_done_cells(tmp_path, data_dir):
   assert result.returncode == 0, result.stderr[-4000:]
   assert result.stderr.count('skipped, its eval_metrics.jsonl already has step 4') == 4
   assert 'training in' not in result.stderr
+  assert 'drift_track.png is up to date' in result.stderr
   assert '0 trained now, 4 already done' in (workdir / 'ablation.md').read_text()
   assert [r['status'] for r in _read_csv(workdir / 'ablation.csv')] == ['skipped'] * 4
   assert second_s < first_s
@@ -139,8 +144,7 @@ def test_overrides_are_typed_like_the_config_and_leave_the_base_alone():
   assert (config.seed, config.dsaf.enabled, config.pcl.enabled, config.saml.enabled,
           config.dataset.split_by) == (2, False, True, True, 'style')
   assert config.model.conv_features == (8, 16)
-  assert (base.seed, base.dsaf.enabled, base.pcl.enabled, base.dataset.split_by,
-          base.num_train_steps) == (0, True, False, 'track', 6)
+  assert base.to_dict() == tiny_config().to_dict()  # The base is never changed.
 
 
 def test_plot_embedding_drift_writes_a_png(tmp_path):

@@ -13,7 +13,7 @@ from tests.conftest import tiny_config
 def test_output_shapes(task):
   config = tiny_config(task=task)
   model = models.create_model(config)
-  state = train.create_train_state(config, model, jax.random.key(0))
+  state = train.create_train_state(config, model, jax.random.key(0), 8)
   out = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                     jnp.zeros((5, 128, 87)), jnp.zeros((5, 84, 87)), train=False)
   expected = (5, 2, 2) if task == 'classification' else (5, 2)
@@ -26,9 +26,9 @@ def test_output_shapes(task):
 
 def test_dsaf_switch_removes_cross_attention():
   on = train.create_train_state(tiny_config(), models.create_model(tiny_config()),
-                                jax.random.key(0))
+                                jax.random.key(0), 8)
   config = tiny_config(dsaf__enabled=False)
-  off = train.create_train_state(config, models.create_model(config), jax.random.key(0))
+  off = train.create_train_state(config, models.create_model(config), jax.random.key(0), 8)
   assert 'dsaf_0' in on.params and 'dsaf_0' not in off.params
   assert 'fusion_gate' in off.params
 
@@ -36,7 +36,7 @@ def test_dsaf_switch_removes_cross_attention():
 def test_cross_attention_makes_each_stream_depend_on_the_other_view():
   config = tiny_config(model__dropout=0.0)
   model = models.create_model(config)
-  state = train.create_train_state(config, model, jax.random.key(0))
+  state = train.create_train_state(config, model, jax.random.key(0), 8)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   mel = jax.random.normal(jax.random.key(1), (2, 128, 87))
   coch = jax.random.normal(jax.random.key(2), (2, 84, 87))

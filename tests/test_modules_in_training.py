@@ -41,7 +41,7 @@ def _run(config, num_steps):
 
 
 def test_disabled_modules_leave_no_state_and_no_parameters():
-  config = tiny_config()
+  config = tiny_config(pcl__enabled=False, saml__enabled=False)
   state = train.create_train_state(config, models.create_model(config), jax.random.key(0))
   assert state.pcl is None and state.saml is None and state.ema_params is None
   assert not any('projection' in k for k in state.params)

@@ -27,14 +27,15 @@ SCRIPT = textwrap.dedent('''
     from tests.conftest import tiny_config
     config = tiny_config()
     model = models.create_model(config)
-    state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0)))
+    state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
     step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
                                       schedule=train.learning_rate_schedule(config)),
                     axis_name=train.AXIS)
     n = jax.local_device_count()
     batch = dict(mel=np.zeros((n, 2, 128, 87), np.float32),
                  coch=np.zeros((n, 2, 84, 87), np.float32),
-                 valence=np.ones((n, 2), np.float32), arousal=-np.ones((n, 2), np.float32))
+                 valence=np.ones((n, 2), np.float32), arousal=-np.ones((n, 2), np.float32),
+                 index=np.arange(2 * n).reshape(n, 2), track_id=np.zeros((n, 2), np.int32))
     state, metrics = step(state, batch)
     writer = reporting.create_writer(sys.argv[1], True)
     writer.write_scalars(1, {'loss': float(metrics['loss'][0])})

@@ -22,7 +22,8 @@ def _fixed_batch(num_devices, per_device, seed=0):
   coch = rng.standard_normal((n, 84, 87)).astype(np.float32)
   mel[:, :40] += valence[:, None, None] * 2
   coch[:, 40:] += arousal[:, None, None] * 2
-  batch = dict(mel=mel, coch=coch, valence=valence, arousal=arousal)
+  batch = dict(mel=mel, coch=coch, valence=valence, arousal=arousal,
+               index=np.arange(n), track_id=np.arange(n) % 3)
   return {k: v.reshape((num_devices, per_device) + v.shape[1:]) for k, v in batch.items()}
 
 
@@ -32,9 +33,11 @@ def test_there_are_two_host_devices():
 
 @pytest.mark.parametrize('task', ['classification', 'regression'])
 def test_train_step_on_two_devices_lowers_the_loss(task):
-  config = tiny_config(task=task, optimizer__warmup_steps=1, num_train_steps=20)
+  # The full model (PCL from step 2); PCL is classification only.
+  config = tiny_config(task=task, optimizer__warmup_steps=1, num_train_steps=20,
+                       pcl__warmup_steps=2, pcl__enabled=task == 'classification')
   model = models.create_model(config)
-  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0)))
+  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
   step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
                                     schedule=train.learning_rate_schedule(config)),
                   axis_name=train.AXIS)
