@@ -91,8 +91,10 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Builder for synthetic_va."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.',
+                   '1.1.0': 'Track ids sorted numerically before the seeded split; '
+                            'style-held-out split (split_by=style).'}
   BUILDER_CONFIGS = [make_config()]
 
   def _info(self) -> tfds.core.DatasetInfo:
