@@ -72,7 +72,11 @@ def create_optimizer(config: Any) -> optax.GradientTransformation:
 
 
 def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
-  """(mel [n_mels, frames], coch [n_coch, frames]) shapes of one example."""
+  """(mel [n_mels, frames], coch [n_coch, frames]) shapes of one example.
+
+  Same count as `input_pipeline.features.FeatureSpec.num_frames`, derived here so that
+  damer_jax needs neither librosa nor TensorFlow.
+  """
   f = config.features
   frames = 1 + int(round(f.segment_seconds * f.sample_rate)) // f.hop_length
   return (f.n_mels, frames), (f.n_coch, frames)

@@ -164,10 +164,6 @@ def num_segments(num_samples: int, spec: FeatureSpec) -> int:
   return num_samples // spec.segment_samples
 
 
-def frames_per_second(spec: FeatureSpec) -> float:
-  return spec.sample_rate / spec.hop_length
-
-
 __all__ = ['FeatureSpec', 'compute_views', 'segment_audio', 'erb_space', 'erb_bandwidth',
            'mel_filterbank', 'gammatone_filterbank', 'power_spectrogram', 'log_normalise',
-           'num_segments', 'frames_per_second']
+           'num_segments']
