@@ -2,9 +2,17 @@ r"""DAMER: train, evaluate or predict.
 
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo --mode=evaluate
+    python main.py --config=configs/demo.py --workdir=/tmp/damer_demo --mode=predict \
+        --audio=music/ --output=predictions.jsonl
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo \
         --config.num_train_steps=1000 --config.dsaf.enabled=False
+
+evaluate writes <workdir>/report/ (report.md, metrics.json, figures); predict writes
+one JSON line per audio file and exits with status 1 if any file failed.
 """
+
+import json
+import sys
 
 from absl import app
 from absl import flags
@@ -21,6 +29,10 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and log
 flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'], 'What to run.')
 flags.DEFINE_string('audio', None, 'predict: an audio file or a folder of them.')
 flags.DEFINE_string('output', None, 'predict: JSON-lines output file (default stdout).')
+flags.DEFINE_integer('checkpoint_step', None,
+                     'evaluate/predict: the checkpoint step to use (default: the latest).')
+flags.DEFINE_integer('num_workers', None,
+                     'predict: threads decoding audio ahead of the model (default: CPUs).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -39,10 +51,25 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  elif FLAGS.mode == 'evaluate':
-    print(train.evaluate(FLAGS.config, FLAGS.workdir))
-  else:
-    raise app.UsageError('--mode=predict is not part of this release yet.')
+    return
+  try:
+    if FLAGS.mode == 'evaluate':
+      result = train.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step)
+      print(json.dumps({k: result[k] for k in ('step', 'num_segments', 'num_tracks')}
+                       | {'fusion': result['segment']['fusion']}, sort_keys=True))
+      return
+    if not FLAGS.audio:
+      raise app.UsageError('--mode=predict needs --audio=FILE_OR_FOLDER.')
+    from damer_jax import predict  # pylint: disable=g-import-not-at-top
+    predictor = predict.Predictor.from_workdir(FLAGS.workdir, FLAGS.config,
+                                               FLAGS.checkpoint_step)
+    _, failed = predict.predict_to_jsonl(predictor, FLAGS.audio, FLAGS.output,
+                                         FLAGS.num_workers)
+  except (FileNotFoundError, ValueError) as error:  # Missing checkpoint, wrong config.
+    sys.exit(f'error: {error}')
+  if failed:
+    sys.exit(f'error: {failed} file(s) could not be predicted; see the lines with '
+             '"error".')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Figures for reports: the embedding-drift figure of the ablation grid (ablation.py).
+"""Figures for reports: embedding drift (ablation.py) and the evaluation report (report.py).
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
 switch), so it works on a headless machine and inside other programs. No TensorFlow
@@ -8,6 +8,7 @@ here: `embeddings_for` imports the input pipeline only when it is called.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Sequence
 
 from etils import epath
@@ -171,3 +172,180 @@ def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence'
   if not embeddings:
     raise ValueError(f'The {split!r} split is empty; nothing to embed.')
   return np.concatenate(embeddings), np.concatenate(classes), np.concatenate(tracks)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation report figures (damer_jax/report.py).
+
+CORRECT_COLOURS = ('#c53030', '#2f855a')  # wrong (red), right (green).
+
+
+def _new_figure(width: float, height: float) -> Figure:
+  fig = Figure(figsize=(width, height), layout='constrained')
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _save(fig: Figure, path: epath.PathLike) -> epath.Path:
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:
+    fig.savefig(f, format='png', dpi=130)
+  return path
+
+
+def plot_confusion_matrices(matrices: Sequence[tuple[str, np.ndarray]],
+                            path: epath.PathLike, title: str) -> epath.Path:
+  """One 2x2 confusion matrix per panel: counts and the share of each annotated row.
+
+  Args:
+    matrices: (panel title, counts [2, 2] with rows = annotated low/high and columns =
+      predicted low/high) per panel; panels are laid out two per row.
+    path: the PNG to write.
+    title: figure title.
+  """
+  cols = 2 if len(matrices) > 1 else 1
+  rows = int(math.ceil(len(matrices) / cols))
+  fig = _new_figure(4.2 * cols, 3.7 * rows)
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax, (name, counts) in zip(axes, matrices):
+    counts = np.asarray(counts, np.int64)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap='Blues', vmin=0.0, vmax=1.0)
+    for i in range(2):
+      for j in range(2):
+        ax.text(j, i, f'{counts[i, j]}\n({share[i, j]:.0%} of row)', ha='center',
+                va='center', fontsize=9, color='white' if share[i, j] > 0.6 else 'black')
+    ax.set_xticks([0, 1], ['predicted low', 'predicted high'])
+    ax.set_yticks([0, 1], ['annotated\nlow', 'annotated\nhigh'])
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f'{name}\nN = {counts.sum()}, accuracy {accuracy:.3f}', fontsize=9.5)
+  for ax in axes[len(matrices):]:
+    ax.set_visible(False)
+  fig.suptitle(title, fontsize=11)
+  return _save(fig, path)
+
+
+def plot_va_scatter(targets: Sequence[str], values: np.ndarray, scores: np.ndarray,
+                    track_values: np.ndarray, track_scores: np.ndarray, *, task: str,
+                    threshold: float, path: epath.PathLike, title: str) -> epath.Path:
+  """Predictions against annotations: one panel per target (segments) and the
+  valence-arousal plane (tracks).
+
+  Args:
+    targets: target names, in the order of the last axis below.
+    values: annotated values [N, T] of the segments, in [-1, 1].
+    scores: predictions [N, T]: P(high) for classification, values for regression.
+    track_values, track_scores: the same averaged per track [K, T].
+    task: 'classification' or 'regression'.
+    threshold: the annotated value above which a segment is 'high'.
+    path, title: the PNG and its title.
+  """
+  classification = task == 'classification'
+  cut = 0.5 if classification else threshold
+  both = 'valence' in targets and 'arousal' in targets
+  fig = _new_figure(4.3 * (len(targets) + both), 4.4)
+  axes = fig.subplots(1, len(targets) + both, squeeze=False)[0]
+  for t, (ax, name) in enumerate(zip(axes, targets)):
+    right = (values[:, t] > threshold) == (scores[:, t] > cut)
+    for ok in (False, True):
+      mask = right == ok
+      ax.scatter(values[mask, t], scores[mask, t], s=9, alpha=0.55,
+                 color=CORRECT_COLOURS[ok], edgecolors='none',
+                 label=f'{"right" if ok else "wrong"} side ({mask.sum()})')
+    ax.axvline(threshold, color='0.4', lw=0.8, ls='--')
+    ax.axhline(cut, color='0.4', lw=0.8, ls='--')
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f'annotated {name} (segment mean, [-1, 1])')
+    if classification:
+      ax.set_ylim(-0.03, 1.03)
+      ax.set_ylabel(f'predicted P({name} high)')
+    else:
+      ax.set_ylim(-1.05, 1.05)
+      ax.set_ylabel(f'predicted {name} [-1, 1]')
+    ax.set_title(f'{name}: {len(values)} segments', fontsize=9.5)
+    ax.legend(fontsize=7.5, loc='upper left', frameon=False)
+    ax.grid(alpha=0.2)
+  if both:
+    ax = axes[-1]
+    v, a = targets.index('valence'), targets.index('arousal')
+    to_plane = (lambda s: 2.0 * s - 1.0) if classification else (lambda s: s)
+    pv, pa = to_plane(track_scores[:, v]), to_plane(track_scores[:, a])
+    for i in range(len(track_values)):
+      ax.plot([track_values[i, v], pv[i]], [track_values[i, a], pa[i]], color='0.7',
+              lw=0.6, zorder=1)
+    ax.scatter(track_values[:, v], track_values[:, a], s=18, color=CLASS_COLOURS[0],
+               label='annotated (track mean)', zorder=2)
+    ax.scatter(pv, pa, s=22, marker='x', color=CLASS_COLOURS[1],
+               label='predicted' + (' (2 P(high) - 1)' if classification else ''), zorder=3)
+    ax.axvline(threshold, color='0.4', lw=0.8, ls='--')
+    ax.axhline(threshold, color='0.4', lw=0.8, ls='--')
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_aspect('equal')
+    for x, y, name in ((0.97, 0.97, 'Q1 happy'), (-0.97, 0.97, 'Q2 tense'),
+                       (-0.97, -0.97, 'Q3 sad'), (0.97, -0.97, 'Q4 calm')):
+      ax.text(x, y, name, fontsize=7.5, color='0.45', ha='right' if x > 0 else 'left',
+              va='top' if y > 0 else 'bottom')
+    ax.set_xlabel('valence')
+    ax.set_ylabel('arousal')
+    ax.set_title(f'valence-arousal plane: {len(track_values)} tracks', fontsize=9.5)
+    ax.legend(fontsize=7.5, loc='lower center', bbox_to_anchor=(0.5, 1.07), ncols=1,
+              frameon=False)
+    ax.grid(alpha=0.2)
+  fig.suptitle(title, fontsize=11)
+  return _save(fig, path)
+
+
+def plot_training_curves(train_rows: Sequence[dict[str, Any]],
+                         eval_rows: Sequence[dict[str, Any]], targets: Sequence[str],
+                         metric_names: Sequence[str], path: epath.PathLike,
+                         title: str) -> epath.Path:
+  """Training losses, learning rate and test metrics against the step.
+
+  Args:
+    train_rows: rows of train_metrics.jsonl ({'step', 'loss', ...}); may be empty.
+    eval_rows: rows of eval_metrics.jsonl ({'step', '<target>/<metric>', ...}); for a
+      step evaluated more than once the last row counts.
+    targets, metric_names: which test curves to draw ('valence', 'accuracy', ...).
+    path, title: the PNG and its title.
+  """
+  fig = _new_figure(4.4 * (2 + len(metric_names) - 1), 3.8)
+  axes = fig.subplots(1, 1 + len(metric_names), squeeze=False)[0]
+  ax = axes[0]
+  train_rows = sorted(train_rows, key=lambda r: r['step'])
+  if train_rows:
+    steps = [r['step'] for r in train_rows]
+    loss_keys = sorted({k for r in train_rows for k in r if k.startswith('loss')})
+    for key in loss_keys:
+      ax.plot(steps, [r.get(key, np.nan) if r.get(key) is not None else np.nan
+                      for r in train_rows], lw=1.6 if key == 'loss' else 1.0, label=key)
+    ax.set_ylabel('training loss (mean over log interval)')
+    ax.legend(fontsize=7, frameon=False)
+    if any('learning_rate' in r for r in train_rows):
+      lr_ax = ax.twinx()
+      lr_ax.plot(steps, [r.get('learning_rate', np.nan) for r in train_rows], color='0.6',
+                 lw=0.8, ls=':')
+      lr_ax.set_ylabel('learning rate (dotted)', color='0.45')
+      lr_ax.tick_params(axis='y', colors='0.45', labelsize=7)
+  else:
+    ax.text(0.5, 0.5, 'no train_metrics.jsonl in the workdir', ha='center', va='center',
+            transform=ax.transAxes, color='0.4')
+  ax.set_xlabel('step')
+  ax.set_title('training loss', fontsize=9.5)
+  ax.grid(alpha=0.2)
+  last = {r['step']: r for r in eval_rows if r.get('split', 'test') == 'test'}
+  steps = sorted(last)
+  for ax, metric in zip(axes[1:], metric_names):
+    for name in targets:
+      key = f'{name}/{metric}'
+      ys = [last[s].get(key) for s in steps]
+      ys = [np.nan if y is None else y for y in ys]
+      ax.plot(steps, ys, marker='o', ms=3, label=name)
+    ax.set_xlabel('step')
+    ax.set_ylabel(f'test {metric}')
+    ax.set_title(f'test {metric} ({len(steps)} evaluations)', fontsize=9.5)
+    ax.legend(fontsize=7.5, frameon=False)
+    ax.grid(alpha=0.2)
+  fig.suptitle(title, fontsize=11)
+  return _save(fig, path)

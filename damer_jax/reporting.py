@@ -80,18 +80,35 @@ def create_progress_reporter(num_train_steps: int, writer):
                                          every_secs=30.0)
 
 
-def append_eval_metrics(workdir: epath.PathLike, row: Mapping[str, Any]) -> None:
-  """Appends one JSON object to `<workdir>/eval_metrics.jsonl` (NaN written as null)."""
+EVAL_METRICS = 'eval_metrics.jsonl'  # One row per evaluation (DESIGN.md section 5).
+TRAIN_METRICS = 'train_metrics.jsonl'  # One row per log_every_steps: averaged train metrics.
+
+
+def append_jsonl(workdir: epath.PathLike, name: str, row: Mapping[str, Any]) -> None:
+  """Appends one JSON object to `<workdir>/<name>` (NaN and Inf written as null).
+
+  Read-append-write instead of an append-mode open, so it also works on gs:// paths.
+  """
   clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
            for k, v in row.items()}
-  path = epath.Path(workdir) / 'eval_metrics.jsonl'
+  path = epath.Path(workdir) / name
   previous = path.read_text() if path.exists() else ''
   path.write_text(previous + json.dumps(clean, sort_keys=True) + '\n')
 
 
-def read_eval_metrics(workdir: epath.PathLike) -> list[dict[str, Any]]:
-  """All rows of `<workdir>/eval_metrics.jsonl`, oldest first ([] if none)."""
-  path = epath.Path(workdir) / 'eval_metrics.jsonl'
+def read_jsonl(workdir: epath.PathLike, name: str) -> list[dict[str, Any]]:
+  """All rows of `<workdir>/<name>`, oldest first ([] if the file does not exist)."""
+  path = epath.Path(workdir) / name
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_eval_metrics(workdir: epath.PathLike, row: Mapping[str, Any]) -> None:
+  """Appends one JSON object to `<workdir>/eval_metrics.jsonl` (NaN written as null)."""
+  append_jsonl(workdir, EVAL_METRICS, row)
+
+
+def read_eval_metrics(workdir: epath.PathLike) -> list[dict[str, Any]]:
+  """All rows of `<workdir>/eval_metrics.jsonl`, oldest first ([] if none)."""
+  return read_jsonl(workdir, EVAL_METRICS)

@@ -282,6 +282,8 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
     logging.info('Resuming from step %d.', start_step)
   else:
     writer.write_hparams(config.to_dict())
+  if is_main:  # Lets `Predictor.from_workdir` and the report rebuild the model alone.
+    checkpointing.save_config(config, workdir)
 
   driver = create_driver(config, model)
   train_iter = pipeline.train_iterator(builder, config, seed=_data_seed(config, start_step))
@@ -303,6 +305,8 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
             f'Training loss is {summary["loss"]} at step {step}; the last good checkpoint '
             f'is in {workdir / "checkpoints"}. Lower config.optimizer.learning_rate.')
       writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+      if is_main:
+        reporting.append_jsonl(workdir, reporting.TRAIN_METRICS, {'step': step, **summary})
     if step % config.eval_every_steps == 0 or last:
       result = evaluate_batches(driver, state, pipeline.eval_batches(builder, config),
                                 config)
@@ -317,14 +321,12 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
   return driver.get_state(state)
 
 
-def restore_for_inference(config: Any, workdir: str, builder: Any = None
-                          ) -> tuple[models.DAMER, TrainState]:
-  """The model and the latest checkpoint's state in workdir (clear error if none)."""
+def restore_for_inference(config: Any, workdir: str, builder: Any = None,
+                          step: int | None = None) -> tuple[models.DAMER, TrainState]:
+  """The model and the latest (or `step`'s) checkpoint's state (clear error if none)."""
   validate_config(config)
-  manager = checkpointing.create_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f'No checkpoint in {epath.Path(workdir) / "checkpoints"}; '
-                            'train first (--mode=train) with this --workdir.')
+  manager = checkpointing.create_manager(workdir, config, create=False)
+  step = checkpointing.resolve_step(manager, step)
   num_train = 0
   if config.pcl.enabled:
     if builder is None:
@@ -333,20 +335,33 @@ def restore_for_inference(config: Any, workdir: str, builder: Any = None
     num_train = pipeline.num_examples(builder, 'train')
   model = models.create_model(config)
   state = checkpointing.restore_latest(
-      manager, create_train_state(config, model, jax.random.key(config.seed), num_train))
+      manager, create_train_state(config, model, jax.random.key(config.seed), num_train),
+      step=step)
   return model, state
 
 
-def evaluate(config: Any, workdir: str) -> dict[str, float]:
-  """Evaluates the latest checkpoint in workdir on the test split; appends the row."""
+def evaluate(config: Any, workdir: str, step: int | None = None) -> dict[str, Any]:
+  """Evaluates a checkpoint on the test split and writes `<workdir>/report/`.
+
+  Appends the fusion head's segment-level row to eval_metrics.jsonl (as training does)
+  and returns the report's metrics (damer_jax/report.py).
+  """
+  from damer_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib.
   from input_pipeline import pipeline  # TensorFlow enters only here.
 
   builder = pipeline.prepare(config)
-  model, state = restore_for_inference(config, workdir, builder)
+  model, state = restore_for_inference(config, workdir, builder, step)
   driver = create_driver(config, model)
-  result = evaluate_batches(driver, driver.put_state(state),
-                            pipeline.eval_batches(builder, config), config)
-  if jax.process_index() == 0:
-    reporting.append_eval_metrics(workdir, {'step': int(state.step), 'split': 'test',
-                                            **result})
-  return result
+  pred = report.collect(predict_batches(driver, driver.put_state(state),
+                                        pipeline.eval_batches(builder, config)),
+                        tuple(config.targets))
+  step = int(state.step)
+  if jax.process_index() != 0:
+    return {}
+  row = report.head_metrics(pred.heads['fusion'], pred.values, config)
+  row.update(num_examples=len(pred), num_tracks=int(len(np.unique(pred.track_id))))
+  reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **row})
+  report_dir = epath.Path(workdir) / 'report'
+  metrics = report.write_report(report_dir, workdir, pred, config, step)
+  logging.info('Wrote the evaluation report of step %d to %s.', step, report_dir / 'report.md')
+  return metrics
