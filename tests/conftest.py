@@ -1,6 +1,7 @@
 """Test setup: two host CPU devices (so pmap has a real device axis) and tiny configs."""
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -68,3 +69,23 @@ def tiny_flags(workdir, data_dir, **overrides):
 def data_dir(tmp_path_factory):
   """One TFDS data dir shared by the whole session (the tiny dataset is built once)."""
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+def run_main(args, **kwargs):
+  """Runs main.py with `args` in a subprocess; returns the CompletedProcess."""
+  return subprocess.run([sys.executable, 'main.py', *map(str, args)], cwd=ROOT,
+                        capture_output=True, text=True, env=dict(os.environ), timeout=600,
+                        check=False, **kwargs)
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory, data_dir):
+  """A workdir trained by main.py on the tiny config (6 steps, checkpoints 3 and 6).
+
+  Shared by the tests of training outputs, evaluation and prediction; tests that write
+  into a workdir copy it first.
+  """
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  result = run_main(tiny_flags(workdir, data_dir))
+  assert result.returncode == 0, result.stderr[-4000:]
+  return workdir

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,14 +11,9 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, tiny_flags
+from tests.conftest import ROOT, run_main as _main, tiny_flags
 
 pytest.importorskip('tensorflow_datasets')
-
-
-def _main(args, **kwargs):
-  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, capture_output=True,
-                        text=True, env=dict(os.environ), timeout=600, check=False, **kwargs)
 
 
 def _rows(workdir):
@@ -25,10 +21,10 @@ def _rows(workdir):
   return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_train_writes_metrics_and_checkpoints_then_evaluate(tmp_path, data_dir):
+def test_train_writes_metrics_and_checkpoints_then_evaluate(tmp_path, data_dir,
+                                                           trained_workdir):
   workdir = tmp_path / 'run'
-  result = _main(tiny_flags(workdir, data_dir))
-  assert result.returncode == 0, result.stderr[-4000:]
+  shutil.copytree(trained_workdir, workdir)  # evaluate writes into it.
   rows = _rows(workdir)
   assert [r['step'] for r in rows] == [3, 6]
   for target in ('valence', 'arousal'):
@@ -38,10 +34,42 @@ def test_train_writes_metrics_and_checkpoints_then_evaluate(tmp_path, data_dir):
   assert rows[-1]['split'] == 'test' and rows[-1]['num_examples'] == 6  # 2 tracks x 3 s.
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['3', '6']
   assert list(workdir.glob('events.out.tfevents.*')), 'no TensorBoard events written'
+  train_rows = [json.loads(line) for line in
+                (workdir / 'train_metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in train_rows] == [2, 4, 6]
+  assert all(r['loss'] > 0 and 'learning_rate' in r for r in train_rows)
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['model']['width'] == 16 and saved['dataset']['num_tracks'] == 8
 
   result = _main(tiny_flags(workdir, data_dir) + ['--mode=evaluate'])
   assert result.returncode == 0, result.stderr[-4000:]
   assert _rows(workdir)[-1] == rows[-1]  # Same checkpoint, same data -> same metrics.
+  _check_report(workdir / 'report', step=6, last_row=rows[-1])
+
+  result = _main(tiny_flags(workdir, data_dir) + ['--mode=evaluate', '--checkpoint_step=3'])
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert _rows(workdir)[-1] == rows[0]  # The step-3 checkpoint gives the step-3 metrics.
+  assert json.loads((workdir / 'report' / 'metrics.json').read_text())['step'] == 3
+
+
+def _check_report(report, step, last_row):
+  from damer_jax import report as report_lib  # pylint: disable=g-import-not-at-top
+  for name in report_lib.FILES:
+    assert (report / name).stat().st_size > 0, name
+    if name.endswith('.png'):
+      assert (report / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+  metrics = json.loads((report / 'metrics.json').read_text())
+  assert metrics['step'] == step and metrics['num_segments'] == 6
+  assert metrics['num_tracks'] == 2
+  assert set(metrics['segment']) == set(metrics['track']) == {'fusion', 'mel', 'coch'}
+  for key in ('valence/accuracy', 'arousal/f1'):
+    assert metrics['segment']['fusion'][key] == pytest.approx(last_row[key])
+  lines = (report / 'predictions.jsonl').read_text().splitlines()
+  assert len(lines) == 6
+  assert {'track_id', 'start_s', 'valence', 'predicted_valence'} <= set(json.loads(lines[0]))
+  markdown = (report / 'report.md').read_text()
+  for name in report_lib.FILES[:-1]:
+    assert f']({name})' in markdown, name
 
 
 def test_regression_task_reports_regression_metrics(tmp_path, data_dir):
