@@ -285,8 +285,9 @@ def plot_va_scatter(targets: Sequence[str], values: np.ndarray, scores: np.ndarr
     ax.set_aspect('equal')
     for x, y, name in ((0.97, 0.97, 'Q1 happy'), (-0.97, 0.97, 'Q2 tense'),
                        (-0.97, -0.97, 'Q3 sad'), (0.97, -0.97, 'Q4 calm')):
-      ax.text(x, y, name, fontsize=7.5, color='0.45', ha='right' if x > 0 else 'left',
-              va='top' if y > 0 else 'bottom')
+      ax.text(x, y, name, fontsize=7.5, color='0.3', ha='right' if x > 0 else 'left',
+              va='top' if y > 0 else 'bottom', zorder=4,
+              bbox=dict(boxstyle='round,pad=0.2', fc='white', ec='0.8', alpha=0.85))
     ax.set_xlabel('valence')
     ax.set_ylabel('arousal')
     ax.set_title(f'valence-arousal plane: {len(track_values)} tracks', fontsize=9.5)
@@ -310,33 +311,38 @@ def plot_training_curves(train_rows: Sequence[dict[str, Any]],
     targets, metric_names: which test curves to draw ('valence', 'accuracy', ...).
     path, title: the PNG and its title.
   """
-  fig = _new_figure(4.4 * (2 + len(metric_names) - 1), 3.8)
-  axes = fig.subplots(1, 1 + len(metric_names), squeeze=False)[0]
-  ax = axes[0]
   train_rows = sorted(train_rows, key=lambda r: r['step'])
-  if train_rows:
-    steps = [r['step'] for r in train_rows]
-    loss_keys = sorted({k for r in train_rows for k in r if k.startswith('loss')})
-    for key in loss_keys:
-      ax.plot(steps, [r.get(key, np.nan) if r.get(key) is not None else np.nan
-                      for r in train_rows], lw=1.6 if key == 'loss' else 1.0, label=key)
-    ax.set_ylabel('training loss (mean over log interval)')
-    ax.legend(fontsize=7, frameon=False)
-    if any('learning_rate' in r for r in train_rows):
-      lr_ax = ax.twinx()
-      lr_ax.plot(steps, [r.get('learning_rate', np.nan) for r in train_rows], color='0.6',
-                 lw=0.8, ls=':')
-      lr_ax.set_ylabel('learning rate (dotted)', color='0.45')
-      lr_ax.tick_params(axis='y', colors='0.45', labelsize=7)
-  else:
-    ax.text(0.5, 0.5, 'no train_metrics.jsonl in the workdir', ha='center', va='center',
-            transform=ax.transAxes, color='0.4')
-  ax.set_xlabel('step')
-  ax.set_title('training loss', fontsize=9.5)
-  ax.grid(alpha=0.2)
+  module_keys = sorted({k for r in train_rows for k in r if k.endswith('/loss')})
+  loss_panels = [('training loss', sorted({k for r in train_rows for k in r
+                                             if k.startswith('loss')}))]
+  if module_keys:  # PCL / SAML losses live on their own scale.
+    loss_panels.append(('module losses (before their weights)', module_keys))
+  fig = _new_figure(4.4 * (len(loss_panels) + len(metric_names)), 3.8)
+  axes = fig.subplots(1, len(loss_panels) + len(metric_names), squeeze=False)[0]
+  steps = [r['step'] for r in train_rows]
+  for ax, (name, keys) in zip(axes, loss_panels):
+    for key in keys:
+      ax.plot(steps, [np.nan if r.get(key) is None else r[key] for r in train_rows],
+              lw=1.6 if key == 'loss' else 1.0,
+              label='loss (total, weighted)' if key == 'loss' else key)
+    if not train_rows:
+      ax.text(0.5, 0.5, 'no train_metrics.jsonl in the workdir', ha='center',
+              va='center', transform=ax.transAxes, color='0.4')
+    else:
+      ax.legend(fontsize=7, frameon=False)
+    ax.set_xlabel('step')
+    ax.set_ylabel('mean over the log interval')
+    ax.set_title(name, fontsize=9.5)
+    ax.grid(alpha=0.2)
+  if any('learning_rate' in r for r in train_rows):
+    lr_ax = axes[0].twinx()
+    lr_ax.plot(steps, [r.get('learning_rate', np.nan) for r in train_rows], color='0.6',
+               lw=0.8, ls=':')
+    lr_ax.set_ylabel('learning rate (dotted)', color='0.45')
+    lr_ax.tick_params(axis='y', colors='0.45', labelsize=7)
   last = {r['step']: r for r in eval_rows if r.get('split', 'test') == 'test'}
   steps = sorted(last)
-  for ax, metric in zip(axes[1:], metric_names):
+  for ax, metric in zip(axes[len(loss_panels):], metric_names):
     for name in targets:
       key = f'{name}/{metric}'
       ys = [last[s].get(key) for s in steps]

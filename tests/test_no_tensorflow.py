@@ -1,4 +1,4 @@
-"""damer_jax imports and trains a step on a machine without TensorFlow."""
+"""damer_jax imports, trains a step and predicts on a machine without TensorFlow."""
 
 import os
 import subprocess
@@ -39,6 +39,11 @@ SCRIPT = textwrap.dedent('''
     state, metrics = step(state, batch)
     writer = reporting.create_writer(sys.argv[1], True)
     writer.write_scalars(1, {'loss': float(metrics['loss'][0])})
+    from damer_jax import predict
+    host = jax_utils.unreplicate(state)
+    predictor = predict.Predictor(config, {'params': host.params,
+                                           'batch_stats': host.batch_stats})
+    assert len(predictor.predict(np.zeros(44100, np.float32), sample_rate=22050)['segments']) == 2
     assert 'tensorflow' not in sys.modules
     print('OK', int(state.step[0]))
 ''')
