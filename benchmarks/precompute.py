@@ -1,0 +1,341 @@
+r"""Precompute speed and cochleagram fidelity: decode, Mel, cochleagram, whole path.
+
+    python benchmarks/precompute.py [--seconds=60] [--repeats=5] \
+        [--formats=wav,flac,ogg,mp3] [--file_rate=44100] [--channels=2] \
+        [--reference_seconds=20] [--noreference]
+
+Renders `--seconds` of procedural music (`input_pipeline.synthetic_music`, 12 s
+tracks, one per style in turn) at `--file_rate`, writes it in each of `--formats` with soundfile (stereo by
+default, as the datasets' MP3s are: the right channel is the left delayed by 10 ms;
+16-bit PCM for WAV/FLAC, libsndfile's default quality for OGG Vorbis and MP3), and measures
+times real time (audio seconds / wall seconds; best of `--repeats`, after a warm-up) on
+ONE core: OMP/MKL/OpenBLAS thread counts are set to 1 before numpy is imported.
+
+Stages timed:
+  decode/<fmt>     load_audio at the file's rate: soundfile decode + mix to mono float32.
+  mix              the mix to mono alone (load_audio's `audio.mean(axis=1)`), stereo.
+  resample         file_rate -> 22,050 Hz, soxr_hq (what load_audio does).
+  stft             the power spectrogram of the 1 s segments.
+  mel, coch        one view alone: STFT + filterbank + log (public functions).
+  views            both views from one STFT: features.compute_views (production path).
+  views_librosa    both views via librosa.stft + einsum (the previous implementation).
+  librosa_mel      librosa.feature.melspectrogram on the same segments.
+  gtgram           gammatone.gtgram.gtgram, the time-domain gammatone reference.
+  whole/<fmt>      load_audio(file, 22050) + segment_audio + compute_views.
+
+Fidelity: the reference is `gtgram` run on each zero-padded segment (n_fft / 2 zeros on
+each side, as the centred STFT pads) with window n_fft / sr, hop hop_length / sr, the
+same 84 centre frequencies and 50 Hz lowest centre, so its frame t is centred on the
+same sample as ours; `--reference_seconds` of segments, evenly spaced over all tracks.
+Both are converted to dB relative to a full-scale 1 kHz sine, clipped at -100 dB, and
+correlated (Pearson) over all those segments, channels and frames.
+
+The reference needs the `gammatone` package (pip install gammatone==1.0.3); without
+it, run with --noreference. The last line printed is a JSON summary.
+"""
+
+import os
+
+for _name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
+              'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS'):
+  os.environ[_name] = '1'  # Single core; must happen before numpy is imported.
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import json
+import platform
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app
+from absl import flags
+import librosa
+import numpy as np
+import soundfile as sf
+
+from input_pipeline import audio as audio_lib
+from input_pipeline import features as F
+from input_pipeline import synthetic_music
+
+_SECONDS = flags.DEFINE_float('seconds', 60.0, 'Seconds of audio to time.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats per stage; the best counts.')
+_FORMATS = flags.DEFINE_list('formats', ['wav', 'flac', 'ogg', 'mp3'],
+                             'Formats to write and decode (wav, flac, ogg, mp3).')
+_FILE_RATE = flags.DEFINE_integer('file_rate', 44100,
+                                  'Sample rate of the written files, Hz (then resampled).')
+_CHANNELS = flags.DEFINE_integer('channels', 2, 'Channels of the written files: 1 or 2.')
+_REFERENCE = flags.DEFINE_bool('reference', True,
+                               'Compare with and time gammatone.gtgram (needs gammatone).')
+_REFERENCE_SECONDS = flags.DEFINE_float(
+    'reference_seconds', 20.0, 'Seconds of audio for the gtgram reference (it is slow).')
+
+_TRACK_SECONDS = 12.0  # 60 s hold all five instrumentation styles.
+_SUBTYPES = {'wav': ('WAV', 'PCM_16'), 'flac': ('FLAC', 'PCM_16'),
+             'ogg': ('OGG', 'VORBIS'), 'mp3': ('MP3', 'MPEG_LAYER_III')}
+
+
+def _import_gammatone():
+  """gammatone.gtgram and gammatone.filters, or exits with what to do."""
+  try:
+    from gammatone import filters as gt_filters
+    from gammatone import gtgram as gt_gtgram
+  except ImportError as error:
+    sys.exit(f'The cochleagram reference needs the `gammatone` package ({error}). '
+             'Install it with `pip install gammatone==1.0.3`, or run with --noreference '
+             'to time our features only.')
+  return gt_gtgram, gt_filters
+
+
+def render_music(seconds: float, sample_rate: int) -> np.ndarray:
+  """Procedural music [round(seconds * sample_rate)], float32: 12 s tracks, joined."""
+  parts, left, number = [], seconds, 0
+  while left > 0:
+    duration = min(_TRACK_SECONDS, left)
+    parts.append(synthetic_music.generate_track(
+        number, sample_rate=sample_rate, duration_s=duration).audio)
+    left -= duration
+    number += 1
+  return np.concatenate(parts).astype(np.float32)
+
+
+def best_seconds(fn, repeats: int) -> float:
+  """Best wall time of `repeats` calls of fn(), after one warm-up call."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def write_files(music: np.ndarray, sample_rate: int, channels: int, formats,
+                directory: str) -> dict:
+  """Writes music in each format; returns {format: path}, skipping unwritable ones."""
+  if channels not in (1, 2):
+    raise app.UsageError(f'--channels={channels}: use 1 (mono) or 2 (stereo).')
+  if channels == 2:
+    delay = int(0.01 * sample_rate)
+    right = np.concatenate([np.zeros(delay, music.dtype), music[:len(music) - delay]])
+    music = np.stack([music, right], axis=1)
+  paths = {}
+  for fmt in formats:
+    if fmt not in _SUBTYPES:
+      raise app.UsageError(f'--formats: unknown format {fmt!r}; use some of '
+                           f'{", ".join(_SUBTYPES)}.')
+    path = os.path.join(directory, f'music.{fmt}')
+    container, subtype = _SUBTYPES[fmt]
+    try:
+      # In 1 s blocks: one long write overflows libvorbis's stack (a segfault; see
+      # python-soundfile#426, libsndfile#1095).
+      with sf.SoundFile(path, 'w', sample_rate, channels, format=container,
+                        subtype=subtype) as sound:
+        for start in range(0, len(music), sample_rate):
+          sound.write(music[start:start + sample_rate])
+    except Exception as error:  # pylint: disable=broad-except
+      print(f'skipping {fmt}: libsndfile {sf.__libsndfile_version__} cannot write it '
+            f'({error}).')
+      continue
+    paths[fmt] = path
+  return paths
+
+
+def views_via_librosa(segments: np.ndarray, spec: F.FeatureSpec):
+  """The previous implementation: librosa.stft, then both filterbanks by einsum."""
+  stft = librosa.stft(segments, n_fft=spec.n_fft, hop_length=spec.hop_length,
+                      center=True, pad_mode='constant')
+  power = (np.abs(stft) ** 2).astype(np.float32)
+  mel_db, coch_db = F._full_scale_db(spec)  # pylint: disable=protected-access
+  mel = np.einsum('mf,...ft->...mt', F.mel_filterbank(spec), power)
+  coch = np.einsum('cf,...ft->...ct', F.gammatone_filterbank(spec)[0], power)
+  return F.log_normalise(mel, mel_db), F.log_normalise(coch, coch_db)
+
+
+def one_view(segments: np.ndarray, spec: F.FeatureSpec, which: str) -> np.ndarray:
+  """One view alone from the public functions: STFT, filterbank, log."""
+  power = F.power_spectrogram(segments, spec)
+  mel_db, coch_db = F._full_scale_db(spec)  # pylint: disable=protected-access
+  if which == 'mel':
+    return F.log_normalise(np.matmul(F.mel_filterbank(spec), power), mel_db)
+  return F.log_normalise(np.matmul(F.gammatone_filterbank(spec)[0], power), coch_db)
+
+
+def librosa_mel(segments: np.ndarray, spec: F.FeatureSpec) -> np.ndarray:
+  return librosa.feature.melspectrogram(
+      y=segments, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
+      center=True, pad_mode='constant', power=2.0, n_mels=spec.n_mels,
+      fmin=spec.mel_fmin, fmax=spec.max_frequency)
+
+
+class Reference:
+  """gammatone.gtgram on zero-padded segments, frames aligned with compute_views."""
+
+  def __init__(self, spec: F.FeatureSpec):
+    self.gtgram, filters = _import_gammatone()
+    self.spec = spec
+    centres = F.gammatone_filterbank(spec)[1]
+    # The package spaces `channels` centres on the same ERB scale from f_min up to one
+    # step below f_max; one ERB step above our top centre gives exactly our centres.
+    ear = 9.26449 * 24.7
+    step = np.log((centres[-1] + ear) / (centres[0] + ear)) / (len(centres) - 1)
+    self.f_max = float((centres[-1] + ear) * np.exp(step) - ear)
+    theirs = filters.centre_freqs(spec.sample_rate, len(centres), spec.coch_fmin,
+                                  self.f_max)[::-1]
+    self.centre_mismatch = float(np.max(np.abs(theirs / centres - 1)))
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(spec.segment_samples) / spec.sample_rate)
+    self.full_scale_db = float(10 * np.log10(np.median(self.power(tone).max(axis=0))))
+
+  def power(self, segment: np.ndarray) -> np.ndarray:
+    """Mean squared gammatone output per frame [n_coch, num_frames] of one segment."""
+    spec, pad = self.spec, self.spec.n_fft // 2
+    amplitude = self.gtgram.gtgram(
+        np.pad(np.asarray(segment, np.float64), pad), spec.sample_rate,
+        spec.n_fft / spec.sample_rate, spec.hop_length / spec.sample_rate,
+        spec.n_coch, spec.coch_fmin, self.f_max)
+    return amplitude ** 2
+
+  def cochleagram(self, segments: np.ndarray) -> np.ndarray:
+    """[num_segments, n_coch, num_frames], normalised exactly like compute_views."""
+    power = np.stack([self.power(s) for s in segments])
+    return F.log_normalise(power, self.full_scale_db)
+
+
+def machine_name() -> str:
+  """CPU model and core count, e.g. 'AMD EPYC, 2 cores'."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as cpuinfo:
+      names = [line.split(':', 1)[1].strip() for line in cpuinfo
+               if line.startswith('model name')]
+    model = names[0] if names else model
+  except OSError:
+    pass
+  return f'{model}, {os.cpu_count()} cores'
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+  return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def main(argv):
+  del argv
+  spec = F.FeatureSpec()
+  repeats = _REPEATS.value
+  file_rate = _FILE_RATE.value
+  if _SECONDS.value < spec.segment_seconds:
+    raise app.UsageError(f'--seconds={_SECONDS.value} gives no whole '
+                         f'{spec.segment_seconds} s segment; use at least that.')
+  music = render_music(_SECONDS.value, file_rate)
+  seconds = len(music) / file_rate
+  resampled = music
+  if file_rate != spec.sample_rate:
+    resampled = librosa.resample(music, orig_sr=file_rate, target_sr=spec.sample_rate,
+                                 res_type='soxr_hq')
+  segments = F.segment_audio(resampled, spec)
+  seg_seconds = len(segments) * spec.segment_seconds
+
+  reference = Reference(spec) if _REFERENCE.value else None
+  xrt, rows = {}, []
+
+  def record(name, audio_seconds, wall, note=''):
+    xrt[name] = audio_seconds / wall
+    rows.append((name, xrt[name], 1000 * wall / audio_seconds, note))
+
+  with tempfile.TemporaryDirectory() as directory:
+    paths = write_files(music, file_rate, _CHANNELS.value, _FORMATS.value, directory)
+    for fmt, path in paths.items():
+      record(f'decode/{fmt}', seconds,
+             best_seconds(lambda p=path: audio_lib.load_audio(p, file_rate), repeats),
+             f'{_CHANNELS.value} ch, {file_rate} Hz, '
+             f'{os.path.getsize(path) * 8e-3 / seconds:.0f} kbit/s')
+    if _CHANNELS.value > 1 and paths:
+      decoded, _ = sf.read(next(iter(paths.values())), dtype='float32', always_2d=True)
+      record('mix', seconds, best_seconds(lambda: decoded.mean(axis=1), repeats),
+             'included in decode/<fmt>')
+    if file_rate != spec.sample_rate:
+      def resample():
+        return librosa.resample(music, orig_sr=file_rate, target_sr=spec.sample_rate,
+                                res_type='soxr_hq')
+      record('resample', seconds, best_seconds(resample, repeats),
+             f'{file_rate} -> {spec.sample_rate} Hz, soxr_hq')
+    record('stft', seg_seconds,
+           best_seconds(lambda: F.power_spectrogram(segments, spec), repeats),
+           'float32 scipy.fft.rfft')
+    record('mel', seg_seconds, best_seconds(lambda: one_view(segments, spec, 'mel'), repeats),
+           'STFT + Mel bank + log')
+    record('coch', seg_seconds,
+           best_seconds(lambda: one_view(segments, spec, 'coch'), repeats),
+           'STFT + gammatone bank + log')
+    record('views', seg_seconds,
+           best_seconds(lambda: F.compute_views(segments, spec), repeats),
+           'compute_views: both, one STFT')
+    record('views_librosa', seg_seconds,
+           best_seconds(lambda: views_via_librosa(segments, spec), repeats),
+           'previous: librosa.stft + einsum')
+    record('librosa_mel', seg_seconds,
+           best_seconds(lambda: librosa_mel(segments, spec), repeats),
+           'librosa.feature.melspectrogram')
+    for fmt, path in paths.items():
+      def whole(p=path):
+        audio = audio_lib.load_audio(p, spec.sample_rate)
+        return F.compute_views(F.segment_audio(audio, spec), spec)
+      record(f'whole/{fmt}', seconds, best_seconds(whole, repeats),
+             'load_audio + segment_audio + compute_views')
+
+  mel, coch = F.compute_views(segments, spec)
+  mel_ref = F.log_normalise(librosa_mel(segments, spec),
+                            F._full_scale_db(spec)[0])  # pylint: disable=protected-access
+  summary = {'audio_seconds': seconds, 'file_rate': file_rate, 'threads': 1,
+             'channels': _CHANNELS.value,
+             'repeats': repeats, 'machine': machine_name(),
+             'mel_max_abs_diff_vs_librosa': float(np.max(np.abs(mel - mel_ref)))}
+
+  if reference is not None:
+    count = max(1, min(len(segments), int(_REFERENCE_SECONDS.value // spec.segment_seconds)))
+    chosen = np.linspace(0, len(segments) - 1, count).round().astype(int)  # all tracks
+    start = time.perf_counter()
+    coch_ref = reference.cochleagram(segments[chosen])
+    record('gtgram', count * spec.segment_seconds, time.perf_counter() - start,
+           f'gammatone.gtgram, {count} segments, one run')
+    coch = coch[chosen]
+    edge = spec.n_fft // (2 * spec.hop_length)  # frames whose window holds zero padding
+    interior = slice(edge, -edge)
+    summary.update(
+        coch_correlation=correlation(coch, coch_ref),
+        coch_correlation_interior=correlation(coch[:, :, interior],
+                                              coch_ref[:, :, interior]),
+        coch_mean_db_difference=float(25 * np.mean(coch - coch_ref)),
+        reference_seconds=count * spec.segment_seconds,
+        reference_centre_mismatch=reference.centre_mismatch)
+
+  bounds = {}
+  for fmt in paths:
+    decode = 1 / xrt[f'decode/{fmt}'] + 1 / xrt.get('resample', np.inf)
+    features = 1 / xrt['views']
+    bounds[fmt] = {'decode_share': decode / (decode + features),
+                   'bound': 'decode' if decode > features else 'features'}
+  summary.update(x_realtime=xrt, whole_path=bounds)
+
+  print(f'\nPrecompute on one core of {summary["machine"]} ({seconds:.0f} s of procedural '
+        f'music, best of {repeats}; x real time = audio s / wall s)')
+  print(f'{"stage":<16}{"x real time":>12}{"ms per s":>10}  note')
+  for name, speed, ms, note in rows:
+    print(f'{name:<16}{speed:>12.0f}{ms:>10.2f}  {note}')
+  print(f'\nMel vs librosa.feature.melspectrogram: max |difference| '
+        f'{summary["mel_max_abs_diff_vs_librosa"]:.2e} (normalised units)')
+  if reference is not None:
+    print(f'Cochleagram vs gammatone gtgram ({summary["reference_seconds"]:.0f} s, '
+          f'centres equal to {summary["reference_centre_mismatch"]:.1e}): '
+          f'log correlation {summary["coch_correlation"]:.4f} over all frames, '
+          f'{summary["coch_correlation_interior"]:.4f} without edge frames; '
+          f'mean difference {summary["coch_mean_db_difference"]:+.2f} dB')
+  for fmt, bound in bounds.items():
+    print(f'Whole path, {fmt}: decode + resample take {100 * bound["decode_share"]:.0f}% '
+          f'-> {bound["bound"]}-bound')
+  print(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == '__main__':
+  app.run(main)
