@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from etils import epath
@@ -51,28 +51,70 @@ def save(manager: ocp.CheckpointManager, state: Any) -> None:
   manager.save(step, args=ocp.args.StandardSave(state))
 
 
+def restore_with_fallback(manager: ocp.CheckpointManager, restore: Callable[[int], Any],
+                          step: int | None = None) -> tuple[Any, int | None]:
+  """(restore(step), step) for `step`, or for the newest checkpoint that restores.
+
+  With `step` None the checkpoints are tried newest first: one that cannot be read
+  (damaged, partly written, deleted files) is skipped with a warning naming it, and
+  the previous one is used. Returns (None, None) when there is no checkpoint at all.
+
+  Raises:
+    FileNotFoundError: `step` was given and is not there.
+    ValueError: no checkpoint restores; the message gives the newest one's error.
+  """
+  if step is not None:
+    step = resolve_step(manager, step)
+    try:
+      return restore(step), step
+    except Exception as error:  # pylint: disable=broad-except
+      raise _unrestorable(manager, step, error) from error
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return None, None
+  failures = []
+  for candidate in steps:
+    try:
+      result = restore(candidate)
+    except Exception as error:  # pylint: disable=broad-except
+      failures.append((candidate, error))
+      continue
+    if failures:
+      logging.warning(
+          'Checkpoint(s) %s in %s could not be restored (step %d: %s); using step %d '
+          'instead.', [f for f, _ in failures], manager.directory, failures[0][0],
+          _short(failures[0][1]), candidate)
+    return result, candidate
+  raise _unrestorable(manager, steps[0], failures[0][1]) from failures[0][1]
+
+
+def _short(error: Exception, limit: int = 300) -> str:
+  text = f'{type(error).__name__}: {error}'
+  return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _unrestorable(manager, step: int, error: Exception) -> ValueError:
+  return ValueError(
+      f'Checkpoint {manager.directory / str(step)} cannot be restored into the model '
+      f'built from this config ({_short(error)}). If the config changed since training, '
+      'use the config it was trained with (config.json in the workdir); if the '
+      'checkpoints are damaged, move them away or start a fresh --workdir.')
+
+
 def restore_latest(manager: ocp.CheckpointManager, state: Any,
                    step: int | None = None) -> Any:
-  """The latest (or `step`'s) checkpoint restored into the structure of `state`.
+  """The latest restorable (or `step`'s) checkpoint in the structure of `state`.
 
-  Returns `state` itself when there is no checkpoint and no `step` was asked for.
-  Raises a ValueError naming the checkpoint when it does not fit `state` (e.g. the
-  config changed the model since the checkpoint was written).
+  Returns `state` itself when there is no checkpoint and no `step` was asked for. A
+  damaged latest checkpoint falls back to the previous one (see
+  `restore_with_fallback`); a ValueError names the checkpoint when none fits `state`
+  (e.g. the config changed the model since the checkpoint was written).
   """
-  if step is None:
-    step = manager.latest_step()
-    if step is None:
-      return state
-  else:
-    step = resolve_step(manager, step)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  except (ValueError, KeyError, TypeError) as error:
-    raise ValueError(
-        f'Checkpoint {manager.directory / str(step)} does not match the model built from '
-        f'this config ({error}). Use the config it was trained with, or a fresh '
-        '--workdir.') from error
+  restored, step = restore_with_fallback(
+      manager, lambda s: manager.restore(s, args=ocp.args.StandardRestore(abstract)), step)
+  if step is None:
+    return state
   logging.info('Restored checkpoint at step %d from %s.', step, manager.directory)
   return restored
 

@@ -316,8 +316,10 @@ def restore_variables(config: Any, workdir: epath.PathLike, step: int | None = N
   optimiser is needed.
   """
   manager = checkpointing.create_manager(workdir, config, create=False)
-  step = checkpointing.resolve_step(manager, step)
-  restored = manager.restore(step, args=ocp.args.StandardRestore())
+  if step is None and manager.latest_step() is None:
+    checkpointing.resolve_step(manager)  # Raises: no checkpoint, train first.
+  restored, step = checkpointing.restore_with_fallback(
+      manager, lambda s: manager.restore(s, args=ocp.args.StandardRestore()), step)
   variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
   variables = jax.device_get(variables)
   model = models.create_model(config)

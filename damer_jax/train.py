@@ -7,6 +7,8 @@ The steps are pure per-device functions with explicit collectives over the named
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -171,11 +173,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
   metrics = lax.pmean(metrics, axis_name)
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = schedule(state.step)
-  state = state.apply_gradients(grads, **new)
+  # A non-finite loss or gradient leaves the whole state as it was (the same decision
+  # on every device: both values are already averaged over the axis).
+  finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
+  metrics['finite'] = finite.astype(jnp.float32)
+  updated = state.apply_gradients(grads, **new)
   if config.saml.enabled and config.saml.key_encoder == 'ema':
-    state = state.replace(ema_params=saml.ema_params(state.ema_params, state.params,
-                                                     config.saml.ema_momentum))
-  return state, metrics
+    updated = updated.replace(ema_params=saml.ema_params(
+        updated.ema_params, updated.params, config.saml.ema_momentum))
+  return jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, state), metrics
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.DAMER,
@@ -253,11 +259,77 @@ def _data_seed(config: Any, start_step: int) -> int:
   return int(np.random.SeedSequence([config.seed, start_step]).generate_state(1)[0])
 
 
+class _NonFiniteGuard:
+  """Checks each step's `finite` flag one step late, so the host never stalls the device.
+
+  `train_step` already skips a non-finite update on the device; this ends the run.
+  """
+
+  def __init__(self, workdir: epath.Path, manager):
+    self._pending, self._workdir, self._manager = None, workdir, manager
+
+  def after(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    """Records this step's flag and checks the previous one."""
+    previous, self._pending = self._pending, (step, metrics)
+    if previous:
+      self._check(*previous)
+
+  def flush(self) -> None:
+    """Checks the latest step (before a checkpoint is written, and at the end)."""
+    if self._pending:
+      self._check(*self._pending)
+      self._pending = None
+
+  def _check(self, step, metrics):
+    if float(jax.device_get(metrics['finite'])) > 0:
+      return
+    self._manager.wait_until_finished()
+    good = self._manager.latest_step()
+    raise FloatingPointError(
+        f'Non-finite training loss or gradient at step {step} (loss '
+        f'{float(jax.device_get(metrics["loss"]))}, gradient norm '
+        f'{float(jax.device_get(metrics["grad_norm"]))}). The update was skipped and '
+        f'nothing after it was saved; the last good checkpoint is '
+        f'{"step " + str(good) if good is not None else "none"} in '
+        f'{self._workdir / "checkpoints"}. Lower config.optimizer.learning_rate or check '
+        'the data, then run again on this workdir to resume from it.')
+
+
+class _Preemption:
+  """Turns SIGTERM (what a preemption sends) into a request to checkpoint and stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+    return False
+
+
 def train_and_evaluate(config: Any, workdir: str) -> TrainState:
   """Trains, evaluates every `eval_every_steps` and checkpoints; resumes from workdir.
 
+  SIGTERM makes the run save a checkpoint at the current step and return normally; a
+  non-finite loss or gradient ends it with a FloatingPointError naming the step.
   Returns the final (host-side) TrainState.
   """
+  with _Preemption() as preemption:
+    return _train_loop(config, workdir, preemption)
+
+
+def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainState:
+  """The body of `train_and_evaluate`."""
   from input_pipeline import pipeline  # TensorFlow enters only here.
 
   validate_config(config)
@@ -290,20 +362,21 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
   report_progress = reporting.create_progress_reporter(config.num_train_steps, writer)
 
   state = driver.put_state(state)
+  guard = _NonFiniteGuard(workdir, manager)
   train_metrics = []
   for step in range(start_step + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       state, metrics = driver.train_step(state, next(train_iter))
+    guard.after(step, metrics)
     train_metrics.append(metrics)
     report_progress(step)
     last = step == config.num_train_steps
-    if step % config.log_every_steps == 0 or last:
+    stop = preemption.requested or (jax.process_count() > 1 and
+                                    manager.reached_preemption(step))
+    if step % config.log_every_steps == 0 or last or stop:
+      guard.flush()
       summary = _average(train_metrics)
       train_metrics = []
-      if not np.isfinite(summary['loss']):
-        raise FloatingPointError(
-            f'Training loss is {summary["loss"]} at step {step}; the last good checkpoint '
-            f'is in {workdir / "checkpoints"}. Lower config.optimizer.learning_rate.')
       writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
       if is_main:
         reporting.append_jsonl(workdir, reporting.TRAIN_METRICS, {'step': step, **summary})
@@ -314,10 +387,19 @@ def train_and_evaluate(config: Any, workdir: str) -> TrainState:
       if is_main:
         reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **result})
       logging.info('eval at step %d: %s', step, result)
-    if step % config.checkpoint_every_steps == 0 or last:
+    if step % config.checkpoint_every_steps == 0 or last or stop:
+      guard.flush()
       checkpointing.save(manager, driver.get_state(state))
+    if stop:
+      logging.warning('Preemption (SIGTERM) at step %d: checkpoint saved; stopping. Run '
+                      'the same command again to resume.', step)
+      break
+  guard.flush()
   manager.wait_until_finished()
   writer.flush()
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices('train_and_evaluate:end')
   return driver.get_state(state)
 
 
@@ -326,7 +408,7 @@ def restore_for_inference(config: Any, workdir: str, builder: Any = None,
   """The model and the latest (or `step`'s) checkpoint's state (clear error if none)."""
   validate_config(config)
   manager = checkpointing.create_manager(workdir, config, create=False)
-  step = checkpointing.resolve_step(manager, step)
+  checkpointing.resolve_step(manager, step)  # Clear error: no checkpoint or no such step.
   num_train = 0
   if config.pcl.enabled:
     if builder is None:

@@ -1,0 +1,118 @@
+"""Surviving bad steps, damaged checkpoints and preemption (SIGTERM)."""
+
+import functools
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from absl import logging
+from flax import jax_utils
+import jax
+import numpy as np
+import pytest
+
+from damer_jax import checkpointing
+from damer_jax import models
+from damer_jax import predict
+from damer_jax import train
+from tests.conftest import ROOT, run_main, tiny_config, tiny_flags
+from tests.test_train_step import _fixed_batch
+
+
+def test_a_non_finite_step_leaves_the_state_untouched():
+  config = tiny_config(optimizer__warmup_steps=1, pcl__warmup_steps=0)
+  model = models.create_model(config)
+  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
+  step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
+                                    schedule=train.learning_rate_schedule(config)),
+                  axis_name=train.AXIS)
+  good = _fixed_batch(2, 4)
+  state, metrics = step(state, good)
+  assert float(metrics['finite'][0]) == 1.0 and int(state.step[0]) == 1
+  before = jax.device_get(state)
+  bad = dict(good, mel=good['mel'].copy())
+  bad['mel'][1, 0, 0, 0] = np.nan  # One NaN on one device poisons the averaged gradient.
+  state, metrics = step(state, bad)
+  assert float(metrics['finite'][0]) == 0.0
+  after = jax.device_get(state)
+  for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(old, new)  # Params, optimiser, PCL, SAML, step.
+  state, metrics = step(state, good)  # And training goes on from the good state.
+  assert float(metrics['finite'][0]) == 1.0 and int(state.step[0]) == 2
+
+
+def test_the_guard_names_the_step_and_the_last_good_checkpoint(trained_workdir):
+  manager = checkpointing.create_manager(trained_workdir, tiny_config(), create=False)
+  guard = train._NonFiniteGuard(pathlib.Path(trained_workdir), manager)  # pylint: disable=protected-access
+  ok = {'finite': np.float32(1), 'loss': np.float32(0.5), 'grad_norm': np.float32(1)}
+  bad = {'finite': np.float32(0), 'loss': np.float32(np.nan), 'grad_norm': np.float32(1)}
+  guard.after(7, ok)
+  guard.after(8, bad)  # Checked one step late...
+  with pytest.raises(FloatingPointError, match=r'step 8 .*last good checkpoint is step 6'):
+    guard.after(9, ok)
+  guard.after(10, bad)
+  with pytest.raises(FloatingPointError, match='step 10'):
+    guard.flush()  # ...or at once before a checkpoint is written.
+
+
+def _damage(workdir, step, how):
+  folder = pathlib.Path(workdir) / 'checkpoints' / str(step)
+  if how == 'truncated':
+    for path in folder.rglob('*'):
+      if path.is_file() and path.parent.name == 'd':
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+  else:  # A checkpoint whose metadata never got written.
+    (folder / 'default' / '_METADATA').unlink()
+
+
+@pytest.mark.parametrize('how', ['truncated', 'partial'])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, trained_workdir,
+                                                                how, caplog):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_workdir, workdir)
+  _damage(workdir, 6, how)
+  config = tiny_config()
+  with caplog.at_level(logging.logging.WARNING):
+    predictor = predict.Predictor.from_workdir(workdir)
+  assert predictor.step == 3
+  assert 'could not be restored' in caplog.text and 'using step 3' in caplog.text
+
+  model = models.create_model(config)
+  state = train.create_train_state(config, model, jax.random.key(0), 18)
+  restored = checkpointing.restore_latest(checkpointing.create_manager(workdir, config),
+                                          state)
+  assert int(restored.step) == 3
+  with pytest.raises(ValueError, match='cannot be restored'):
+    checkpointing.restore_latest(checkpointing.create_manager(workdir, config), state,
+                                 step=6)
+  _damage(workdir, 3, how)
+  with pytest.raises(ValueError, match=r'checkpoints/6 cannot be restored'):
+    predict.Predictor.from_workdir(workdir)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, data_dir):
+  workdir = tmp_path / 'run'
+  args = tiny_flags(workdir, data_dir, num_train_steps=100000,
+                    checkpoint_every_steps=100000, eval_every_steps=100000,
+                    log_every_steps=5)
+  process = subprocess.Popen([sys.executable, 'main.py', *args], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  metrics = workdir / 'train_metrics.jsonl'
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and process.poll() is None and not metrics.exists():
+    time.sleep(0.2)
+  assert process.poll() is None, 'the run ended before it could be preempted'
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 0, stderr[-3000:]
+  assert 'Preemption (SIGTERM) at step' in stderr
+  steps = [int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()]
+  assert len(steps) == 1 and steps[0] >= 5  # Saved at the step it stopped, not periodic.
+
+  result = run_main(tiny_flags(workdir, data_dir, num_train_steps=steps[0] + 2,
+                               eval_every_steps=100000))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'Resuming from step {steps[0]}.' in result.stderr
