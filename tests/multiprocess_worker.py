@@ -1,0 +1,67 @@
+"""One process of the two-process training test (tests/test_multiprocess.py).
+
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz STEPS
+
+Sets up JAX's distributed runtime with one CPU device per process and CPU (gloo)
+collectives, then runs `train_steps`: each process feeds only its own slice of every
+global batch. Process 0 writes the final state's arrays to OUT.npz.
+"""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+
+def train_steps(steps: int) -> dict:
+  """`steps` pmapped train steps of the tiny full model (PCL and SAML on) on fixed
+  global batches [2 devices, 4, ...]; returns {path: array} of params, SAML and PCL
+  state and the last loss."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from damer_jax import models, train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.test_train_step import _fixed_batch  # pylint: disable=g-import-not-at-top
+
+  assert jax.device_count() == 2, jax.devices()
+  config = tiny_config(optimizer__warmup_steps=1, pcl__warmup_steps=1)
+  model = models.create_model(config)
+  driver = train.create_driver(config, model)
+  state = driver.put_state(train.create_train_state(config, model, jax.random.key(0), 8))
+  local = jax.local_device_count()
+  first = jax.process_index() * local
+  for step in range(steps):
+    batch = _fixed_batch(2, 4, seed=step)
+    state, metrics = driver.train_step(state, {k: v[first:first + local]
+                                               for k, v in batch.items()})
+  host = jax.device_get(driver.get_state(state))
+  leaves = jax.tree_util.tree_flatten_with_path(
+      {'params': host.params, 'saml': host.saml, 'pcl': host.pcl})[0]
+  arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+  arrays['loss'] = np.asarray(metrics['loss'])
+  arrays['step'] = np.asarray(host.step)
+  return arrays
+
+
+def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -> None:
+  os.environ.pop('XLA_FLAGS', None)  # One CPU device per process, set below.
+  os.environ['JAX_PLATFORMS'] = 'cpu'
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_num_cpu_devices', 1)
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=f'localhost:{port}',
+                             num_processes=num_processes, process_id=process_id,
+                             initialization_timeout=120)
+  arrays = train_steps(steps)
+  if jax.process_index() == 0:
+    np.savez(out, **arrays)
+  multihost_utils.sync_global_devices('done')
+  print('done', jax.process_index(), int(arrays['step']))
+
+
+if __name__ == '__main__':
+  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))

@@ -1,0 +1,39 @@
+"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives) train
+exactly like one process with two devices (this pytest process)."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from tests import multiprocess_worker
+from tests.conftest import ROOT
+
+STEPS = 3
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_two_devices(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  port, out = str(_free_port()), tmp_path / 'multi.npz'
+  workers = [subprocess.Popen([sys.executable, multiprocess_worker.__file__, str(i), '2',
+                               port, str(out), str(STEPS)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  single = multiprocess_worker.train_steps(STEPS)  # Meanwhile: 1 process, 2 devices.
+  for i, worker in enumerate(workers):
+    log = worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, log[-3000:]
+    assert f'done {i} {STEPS}' in log
+  multi = np.load(out)
+  assert sorted(single) == sorted(multi.files)
+  assert any('saml' in k for k in single) and any('pcl' in k for k in single)
+  for key, value in single.items():  # Params, the SAML queue and the PCL table, bit for bit.
+    np.testing.assert_array_equal(value, multi[key], err_msg=key)
