@@ -33,7 +33,27 @@ flags.DEFINE_integer('checkpoint_step', None,
                      'evaluate/predict: the checkpoint step to use (default: the latest).')
 flags.DEFINE_integer('num_workers', None,
                      'predict: threads decoding audio ahead of the model (default: CPUs).')
+flags.DEFINE_bool('distributed', False,
+                  'Multi-process run: call jax.distributed.initialize(), which finds the '
+                  'other processes itself on Cloud TPU pod slices and SLURM/Open MPI '
+                  'clusters. Set implicitly by --coordinator_address.')
+flags.DEFINE_string('coordinator_address', None,
+                    'Multi-process run without auto-detection: host:port of process 0.')
+flags.DEFINE_integer('num_processes', None, 'With --coordinator_address: process count.')
+flags.DEFINE_integer('process_id', None, 'With --coordinator_address: this process, 0..N-1.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _initialize_distributed():
+  """Joins the other processes of a multi-process run (no-op for one process)."""
+  if FLAGS.coordinator_address:
+    if FLAGS.num_processes is None or FLAGS.process_id is None:
+      raise app.UsageError('--coordinator_address needs --num_processes and --process_id.')
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  elif FLAGS.distributed:
+    jax.distributed.initialize()
 
 
 class _QuietLibraries(logging.logging.Filter):
@@ -47,6 +67,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  _initialize_distributed()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   if FLAGS.mode == 'train':
