@@ -33,10 +33,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.split_seed = 0  # Seed of the track-level split.
   # 'track': hold out tracks. 'style' (synthetic_va): hold out whole styles
   # (instrumentation families), the cross-track drift SAML is meant to counter.
+  # 'segment' (real datasets): the authors' segment-level split stratified by
+  # quadrant -- LEAKY, one track's segments land in both splits (docs/datasets.md).
   config.dataset.split_by = 'track'
   config.dataset.test_styles = ''  # split_by='style': e.g. 'fm_bell' or '3,4'; '' = seeded.
   config.dataset.cache = True  # Cache decoded records in memory after the first epoch.
   config.dataset.shuffle_buffer = 4096  # Examples in the shuffle buffer.
+  # Real datasets (memo2496, pmemo, emomusic); see docs/datasets.md.
+  # Processes decoding + featurising tracks; 0 = auto (one per core with >= 4 cores,
+  # else in-process).
+  config.dataset.num_workers = 0
+  # Segments without an annotation inside them: 'drop' (counted in build_report.json)
+  # or 'split' (kept, labels NaN, in an extra 'unlabelled' split for a PCL pool).
+  config.dataset.unlabelled = 'drop'
+  # pmemo, emomusic: 'dynamic' (2 Hz annotations, averaged per segment) or 'static'
+  # (the clip's one rating on every segment of the clip).
+  config.dataset.labels = 'dynamic'
+  config.dataset.source = 'auto'  # memo2496: 'raw' (audio + CSVs), 'processed' (the
+                                  # authors' .npy arrays) or 'auto' (raw if present).
   # synthetic_va only: how much music to generate.
   config.dataset.num_tracks = 400  # Tracks generated (split by track).
   config.dataset.track_seconds = 30.0  # Length of each track; one label per second.

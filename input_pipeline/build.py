@@ -2,10 +2,16 @@ r"""Builds a config's records without training (e.g. on a CPU box before a TPU r
 
     python -m input_pipeline.build --config=configs/demo.py \
         [--config.dataset.data_dir=DIR]
+    python -m input_pipeline.build --config=configs/memo2496.py \
+        --config.dataset.manual_dir=/data/Memo2496 [--config.dataset.num_workers=8]
 
-Prints the records' folder and the examples per split. Training builds them on its first
-run anyway; this only lets the (CPU-bound) build happen separately.
+Prints the records' folder, the examples per split and, for a real dataset, the build
+report (also in build_report.json beside the records). Training builds them on its
+first run anyway; this only lets the (CPU-bound) build happen separately.
 """
+
+import json
+import os
 
 from absl import app
 from absl import flags
@@ -23,6 +29,17 @@ def main(argv):
   print(builder.data_dir)
   for name, split in builder.info.splits.items():
     print(f'{name}: {split.num_examples} examples')
+  report = os.path.join(builder.data_dir, 'build_report.json')
+  if os.path.exists(report):
+    from input_pipeline import manual  # pylint: disable=g-import-not-at-top
+    with open(report, encoding='utf-8') as f:
+      data = json.load(f)
+    summary = manual.BuildReport(dataset=data['dataset'], manual_dir=data['manual_dir'],
+                                 tracks=data['tracks'], segments=data['segments'],
+                                 dropped=data['dropped'],
+                                 skipped=data['skipped'], notes=data['notes'])
+    print('\n'.join(summary.summary_lines()))
+    print(f'Full report: {report}')
 
 
 if __name__ == '__main__':

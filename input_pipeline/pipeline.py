@@ -17,6 +17,9 @@ from input_pipeline import features as features_lib
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow never takes an accelerator.
 
+# Real datasets read from a manual download (config.dataset.manual_dir).
+MANUAL_DATASETS = ('memo2496', 'pmemo', 'emomusic')
+
 MODEL_KEYS = ('mel', 'coch', 'valence', 'arousal', 'track_id', 'style_id', 'index',
               'start_s')
 
@@ -36,8 +39,20 @@ def get_builder(config: Any) -> tfds.core.DatasetBuilder:
         test_styles=sv.parse_styles(config.dataset.test_styles))
     if builder_config.name in sv.Builder.builder_configs:  # TFDS wants the registered one.
       builder_config = builder_config.name
-    return sv.Builder(config=builder_config, data_dir=data_dir)
-  raise ValueError(f'Unknown config.dataset.name={name!r}. Available: synthetic_va.')
+    return sv.Builder(config=builder_config, data_dir=data_dir,
+                      num_workers=config.dataset.get('num_workers', 1))
+  if name in MANUAL_DATASETS:
+    import importlib  # pylint: disable=g-import-not-at-top
+    from input_pipeline import manual_builder  # pylint: disable=g-import-not-at-top
+    module = importlib.import_module(
+        f'input_pipeline.datasets.{name}.{name}_dataset_builder')
+    builder_config = manual_builder.config_from(config.dataset, config.features, module)
+    if builder_config.name in module.Builder.builder_configs:  # The registered one.
+      builder_config = builder_config.name
+    return module.Builder(config=builder_config, data_dir=data_dir,
+                          num_workers=config.dataset.get('num_workers', 0))
+  raise ValueError(f'Unknown config.dataset.name={name!r}. Available: synthetic_va, '
+                   f'{", ".join(MANUAL_DATASETS)}.')
 
 
 def prepare(config: Any) -> tfds.core.DatasetBuilder:

@@ -69,3 +69,36 @@ def split_by_group(track_ids: Sequence[Hashable], groups: Sequence[Hashable],
   pairs = sorted(zip(track_ids, groups), key=lambda p: _natural(p[0]))
   return {'train': [t for t, g in pairs if g not in held],
           'test': [t for t, g in pairs if g in held]}
+
+
+def split_segments_stratified(keys: Sequence[Hashable], strata: Sequence[Hashable],
+                              test_fraction: float, seed: int
+                              ) -> dict[str, list[Hashable]]:
+  """The authors' segment-level split, stratified by class. LEAKY: one track's
+  segments land in both splits, so test scores overstate generalisation to new music.
+
+  Args:
+    keys: unique segment keys, e.g. (track_id, segment_number).
+    strata: the stratum of each key (e.g. the (valence > 0, arousal > 0) quadrant).
+    test_fraction: share of each stratum held out, in [0, 1).
+    seed: permutation seed.
+
+  Returns:
+    {'train': [...], 'test': [...]}, each sorted.
+  """
+  if not 0.0 <= test_fraction < 1.0:
+    raise ValueError(f'test_fraction must be in [0, 1), got {test_fraction}.')
+  if len(keys) != len(strata):
+    raise ValueError('keys and strata must have the same length.')
+  by_stratum: dict[Hashable, list[Hashable]] = {}
+  for key, stratum in zip(keys, strata):
+    by_stratum.setdefault(stratum, []).append(key)
+  rng = np.random.default_rng(seed)
+  test = set()
+  for stratum in sorted(by_stratum, key=repr):
+    members = sorted(by_stratum[stratum], key=repr)
+    order = rng.permutation(len(members))
+    test.update(members[i] for i in order[:int(round(test_fraction * len(members)))])
+  ordered = sorted(keys, key=repr)
+  return {'train': [k for k in ordered if k not in test],
+          'test': [k for k in ordered if k in test]}

@@ -12,6 +12,7 @@ Built automatically on the first training run, or ahead of it with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import features as features_lib
+from input_pipeline import manual
 from input_pipeline import records
 from input_pipeline import splits
 from input_pipeline import synthetic_music
@@ -63,6 +65,10 @@ def _generator_digest() -> str:
   return hashlib.sha1(inspect.getsource(synthetic_music).encode()).hexdigest()[:10]
 
 
+def _features_digest() -> str:
+  return hashlib.sha1(inspect.getsource(features_lib).encode()).hexdigest()[:10]
+
+
 def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_seed: int = 0,
                 test_fraction: float = 0.2, split_seed: int = 0,
                 feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec(),
@@ -70,10 +76,11 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
                 ) -> SyntheticVaConfig:
   """A config whose name is unique for its settings, so builds never collide.
 
-  The name also hashes the generator's source, so records made by an older generator
-  are never read as if they came from this one.
+  The name also hashes the generator's and features.py's source, so records made by
+  older code are never read as if they came from this one.
   """
-  settings = dict(generator=_generator_digest(), num_tracks=num_tracks,
+  settings = dict(generator=_generator_digest(), features=_features_digest(),
+                  num_tracks=num_tracks,
                   track_seconds=track_seconds,
                   generator_seed=generator_seed, test_fraction=test_fraction,
                   split_seed=split_seed, feature_spec=dataclasses.asdict(feature_spec))
@@ -122,21 +129,47 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                        f'{cfg.split_by!r}.')
     return {name: self._generate_examples(tracks) for name, tracks in by_split.items()}
 
+  def __init__(self, *, num_workers: int = 1, **kwargs):
+    """num_workers: processes generating and featurising tracks (0: one per core).
+
+    Splits of fewer than MIN_TRACKS_FOR_WORKERS tracks are made in-process (starting
+    workers would cost more than it saves).
+    """
+    self._num_workers = num_workers
+    super().__init__(**kwargs)
+
   def _generate_examples(self, tracks):
     cfg = self.builder_config
-    spec = cfg.feature_spec
+    workers = manual.default_workers(self._num_workers)
+    pool = manual.WorkerPool(workers) if len(tracks) >= MIN_TRACKS_FOR_WORKERS else None
+    make = functools.partial(track_examples, cfg=cfg)
     index = 0
-    for track_number in tracks:
-      track = synthetic_music.generate_track(
-          track_number, seed=cfg.generator_seed, sample_rate=spec.sample_rate,
-          duration_s=cfg.track_seconds)
-      count = features_lib.num_segments(len(track.audio), spec)
-      seconds = np.arange(len(track.valence), dtype=np.float64)  # label i: second i.
-      valence = records.segment_labels(seconds, track.valence, spec.segment_seconds, count)
-      arousal = records.segment_labels(seconds, track.arousal, spec.segment_seconds, count)
-      for key, example in records.track_examples(
-          track.audio, valence, arousal, spec=spec, track_id=track_number,
-          track_name=f'synth{track_number:05d}', style_id=track.style_id,
-          first_index=index):
-        index += 1
-        yield key, example
+    try:
+      with tfds.core.utils.tqdm(total=len(tracks), desc='synthetic_va tracks',
+                                unit=' tracks', leave=False) as bar:
+        for examples in manual.ordered_map(make, tracks, pool, progress=bar.update):
+          for key, example in examples:
+            example['index'] = index
+            index += 1
+            yield key, example
+    finally:
+      if pool is not None:
+        pool.close()
+
+
+MIN_TRACKS_FOR_WORKERS = 32
+
+
+def track_examples(track_number: int, cfg: SyntheticVaConfig) -> list[tuple[str, dict]]:
+  """All (key, example) of one generated track; `index` is set by the caller."""
+  spec = cfg.feature_spec
+  track = synthetic_music.generate_track(
+      track_number, seed=cfg.generator_seed, sample_rate=spec.sample_rate,
+      duration_s=cfg.track_seconds)
+  count = features_lib.num_segments(len(track.audio), spec)
+  seconds = np.arange(len(track.valence), dtype=np.float64)  # label i: second i.
+  valence = records.segment_labels(seconds, track.valence, spec.segment_seconds, count)
+  arousal = records.segment_labels(seconds, track.arousal, spec.segment_seconds, count)
+  return list(records.track_examples(
+      track.audio, valence, arousal, spec=spec, track_id=track_number,
+      track_name=f'synth{track_number:05d}', style_id=track.style_id))

@@ -1,0 +1,1 @@
+"""emoMusic / 1000songs (manual download); see docs/datasets.md."""

@@ -1,0 +1,1 @@
+"""Memo2496 (manual download from figshare); see docs/datasets.md."""

@@ -1,0 +1,1 @@
+"""PMEmo2019 (manual download); see docs/datasets.md."""
