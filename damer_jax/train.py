@@ -254,9 +254,9 @@ def _average(metrics_list: list[dict[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
-def _data_seed(config: Any, start_step: int) -> int:
-  """A data-order seed per (seed, start step), so a resumed run does not replay data."""
-  return int(np.random.SeedSequence([config.seed, start_step]).generate_state(1)[0])
+def _data_seed(config: Any) -> int:
+  """The data-order seed of a run (the input stream is a function of it and the step)."""
+  return int(np.random.SeedSequence([config.seed, 0xDA7A]).generate_state(1)[0])
 
 
 class _NonFiniteGuard:
@@ -358,7 +358,8 @@ def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainStat
     checkpointing.save_config(config, workdir)
 
   driver = create_driver(config, model)
-  train_iter = pipeline.train_iterator(builder, config, seed=_data_seed(config, start_step))
+  train_iter = pipeline.train_iterator(builder, config, seed=_data_seed(config),
+                                        start_step=start_step)
   report_progress = reporting.create_progress_reporter(config.num_train_steps, writer)
 
   state = driver.put_state(state)

@@ -80,21 +80,41 @@ def _select(example):
   return {k: example[k] for k in MODEL_KEYS}
 
 
-def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *,
-                   seed: int) -> Iterator[dict[str, np.ndarray]]:
+def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
+                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled training batches [local_devices, per_device_batch, ...].
 
-  Each process reads its own shard of the 'train' split; `seed` fixes the file order and
-  the shuffle (pass a different seed on resume so the order does not repeat).
+  The stream is a pure function of (`seed`, position), so a run resumed at
+  `start_step` reads exactly the batches an uninterrupted run reads from there on:
+
+  * each process reads its own shard of the 'train' split, in the records' order
+    (TFDS writes examples in a hashed, track-mixing order);
+  * epoch e is that shard shuffled through a buffer of `config.dataset.shuffle_buffer`
+    with seed (seed, e); epochs follow each other and batches run across their
+    boundaries;
+  * resuming skips to epoch start_step * batch // n and then the remainder within it,
+    so the cost of a resume is reading at most one epoch, not the whole history.
   """
   per_process, per_device = per_device_batch_size(config.batch_size)
   split = tfds.split_for_jax_process('train', drop_remainder=True)
-  ds = builder.as_dataset(split=split, shuffle_files=True,
-                          read_config=tfds.ReadConfig(shuffle_seed=seed))
-  ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
+  base = builder.as_dataset(split=split, shuffle_files=False)
+  base = base.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
   if config.dataset.cache:
-    ds = ds.cache()
-  ds = ds.repeat().shuffle(config.dataset.shuffle_buffer, seed=seed)
+    base = base.cache()
+  n = int(base.cardinality())
+  if n <= 0:
+    n = sum(1 for _ in base)  # Unknown cardinality: count once.
+  if n == 0:
+    raise ValueError(f'The train split of {builder.name} is empty on process '
+                     f'{jax.process_index()}; rebuild the records or add data.')
+  first_epoch, offset = divmod(start_step * per_process, n)
+  buffer = config.dataset.shuffle_buffer
+
+  def epoch(e):
+    epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + e
+    return base.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(epoch).skip(offset)
   ds = ds.batch(per_process, drop_remainder=True)
   local_devices = jax.local_device_count()
   ds = ds.map(lambda b: {k: tf.reshape(v, (local_devices, per_device) + tuple(v.shape[1:]))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, run_main as _main, tiny_flags
@@ -81,26 +82,67 @@ def test_regression_task_reports_regression_metrics(tmp_path, data_dir):
   assert {'valence/rmse', 'valence/r2', 'valence/ccc', 'arousal/ccc'} <= set(row)
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):
-  workdir = tmp_path / 'run'
-  args = tiny_flags(workdir, data_dir, num_train_steps=400, checkpoint_every_steps=4,
-                    eval_every_steps=1000, log_every_steps=4)
-  process = subprocess.Popen([sys.executable, 'main.py', *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  checkpoints = workdir / 'checkpoints'
+def _start(args):
+  return subprocess.Popen([sys.executable, 'main.py', *args], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, process, what):
   deadline = time.monotonic() + 300
-  while time.monotonic() < deadline and process.poll() is None:
-    if checkpoints.exists() and any(p.name.isdigit() for p in checkpoints.iterdir()):
-      break
-    time.sleep(0.2)
-  assert process.poll() is None, 'the run ended before it could be killed'
+  while time.monotonic() < deadline and process.poll() is None and not condition():
+    time.sleep(0.1)
+  assert process.poll() is None, f'the run ended before {what}'
+
+
+def _checkpoint_steps(workdir):
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if \
+      folder.exists() else []
+
+
+def _final_arrays(workdir, step):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  with ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints') as manager:
+    tree = manager.restore(step, args=ocp.args.StandardRestore())
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_killed_then_preempted_run_ends_bit_identical_to_an_uninterrupted_one(
+    tmp_path, data_dir):
+  steps = 120
+  flags = lambda w: tiny_flags(w, data_dir, num_train_steps=steps, checkpoint_every_steps=10,
+                               eval_every_steps=1000, log_every_steps=10)
+  straight = tmp_path / 'straight'
+  result = _main(flags(straight))
+  assert result.returncode == 0, result.stderr[-4000:]
+
+  workdir = tmp_path / 'interrupted'
+  process = _start(flags(workdir))  # 1. SIGKILL once the first checkpoint exists.
+  _wait_for(lambda: _checkpoint_steps(workdir), process, 'it could be killed')
   process.send_signal(signal.SIGKILL)
   process.wait()
-  saved = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
-  assert saved >= 4
+  killed_at = _checkpoint_steps(workdir)[-1]
 
-  result = _main(tiny_flags(workdir, data_dir, num_train_steps=saved + 4,
-                            checkpoint_every_steps=4, eval_every_steps=1000))
+  process = _start(flags(workdir))  # 2. SIGTERM (preemption) a little later.
+  metrics = workdir / 'train_metrics.jsonl'
+  rows = lambda: [json.loads(l) for l in metrics.read_text().splitlines()] if \
+      metrics.exists() else []
+  _wait_for(lambda: any(r['step'] > killed_at for r in rows()), process, 'SIGTERM')
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 0, stderr[-4000:]  # A clean exit.
+  assert f'Resuming from step {killed_at}.' in stderr
+  assert 'Preemption (SIGTERM) at step' in stderr
+  preempted_at = _checkpoint_steps(workdir)[-1]
+  assert killed_at < preempted_at < steps  # Saved where it stopped, between periods.
+
+  result = _main(flags(workdir))  # 3. To the end.
   assert result.returncode == 0, result.stderr[-4000:]
-  assert f'Resuming from step {saved}.' in result.stderr
-  assert [r['step'] for r in _rows(workdir)] == [saved + 4]
+  assert f'Resuming from step {preempted_at}.' in result.stderr
+
+  expected, got = _final_arrays(straight, steps), _final_arrays(workdir, steps)
+  assert sorted(expected) == sorted(got)
+  for key, value in expected.items():  # Params, optimiser, PCL table, SAML queue, rng.
+    np.testing.assert_array_equal(got[key], value, err_msg=key)

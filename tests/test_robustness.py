@@ -1,12 +1,8 @@
-"""Surviving bad steps, damaged checkpoints and preemption (SIGTERM)."""
+"""Surviving bad steps and damaged checkpoints (preemption: tests/test_main.py)."""
 
 import functools
 import pathlib
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 from absl import logging
 from flax import jax_utils
@@ -18,7 +14,7 @@ from damer_jax import checkpointing
 from damer_jax import models
 from damer_jax import predict
 from damer_jax import train
-from tests.conftest import ROOT, run_main, tiny_config, tiny_flags
+from tests.conftest import tiny_config
 from tests.test_train_step import _fixed_batch
 
 
@@ -91,28 +87,3 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, traine
   _damage(workdir, 3, how)
   with pytest.raises(ValueError, match=r'checkpoints/6 cannot be restored'):
     predict.Predictor.from_workdir(workdir)
-
-
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, data_dir):
-  workdir = tmp_path / 'run'
-  args = tiny_flags(workdir, data_dir, num_train_steps=100000,
-                    checkpoint_every_steps=100000, eval_every_steps=100000,
-                    log_every_steps=5)
-  process = subprocess.Popen([sys.executable, 'main.py', *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  metrics = workdir / 'train_metrics.jsonl'
-  deadline = time.monotonic() + 300
-  while time.monotonic() < deadline and process.poll() is None and not metrics.exists():
-    time.sleep(0.2)
-  assert process.poll() is None, 'the run ended before it could be preempted'
-  process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=300)
-  assert process.returncode == 0, stderr[-3000:]
-  assert 'Preemption (SIGTERM) at step' in stderr
-  steps = [int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()]
-  assert len(steps) == 1 and steps[0] >= 5  # Saved at the step it stopped, not periodic.
-
-  result = run_main(tiny_flags(workdir, data_dir, num_train_steps=steps[0] + 2,
-                               eval_every_steps=100000))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f'Resuming from step {steps[0]}.' in result.stderr

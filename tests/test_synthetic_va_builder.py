@@ -74,3 +74,22 @@ def test_style_split_holds_out_whole_instrumentation_families(data_dir):
   train_styles = {int(e['style_id']) for e in _examples(builder, 'train')}
   assert test_styles == {synthetic_music.STYLE_NAMES.index('fm_bell')}
   assert test_styles.isdisjoint(train_styles) and len(train_styles) == 4
+
+
+@pytest.mark.parametrize('start_step', [1, 2, 5])
+def test_train_stream_resumes_exactly_where_it_was(built, start_step):
+  # 18 train examples, batches of 8: epochs end mid-batch, so resuming crosses them.
+  from input_pipeline import pipeline
+  config, builder = built
+  config = tiny_config(dataset__data_dir=config.dataset.data_dir, dataset__shuffle_buffer=7)
+  whole = pipeline.train_iterator(builder, config, seed=3)
+  batches = [next(whole) for _ in range(start_step + 4)]
+  resumed = pipeline.train_iterator(builder, config, seed=3, start_step=start_step)
+  for expected in batches[start_step:]:
+    got = next(resumed)
+    for key in ('index', 'track_id', 'start_s', 'mel'):
+      np.testing.assert_array_equal(got[key], expected[key])
+  indices = np.concatenate([b['index'].ravel() for b in batches])[:18]
+  assert sorted(indices) == list(range(18))  # The first epoch holds every example once.
+  other = next(pipeline.train_iterator(builder, config, seed=4))
+  assert not np.array_equal(other['index'], batches[0]['index'])  # The seed matters.
