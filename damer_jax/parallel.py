@@ -94,3 +94,31 @@ def create_driver(parallelism: str, train_step: Callable, eval_step: Callable) -
     return ShardMapDriver(train_step, eval_step)
   raise ValueError(f"config.parallelism must be 'pmap' or 'shard_map', got "
                    f'{parallelism!r}.')
+
+
+def gather_examples(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Concatenates per-process example arrays [n_p, ...] over processes, in process order.
+
+  Every process gets the same result; the counts n_p may differ. One process: no-op.
+  """
+  if jax.process_count() == 1:
+    return arrays
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  counts = np.asarray(multihost_utils.process_allgather(
+      np.int64(len(next(iter(arrays.values()))))))
+  most = int(counts.max())
+  result = {}
+  for key, value in arrays.items():
+    padded = np.zeros((most,) + value.shape[1:], value.dtype)
+    padded[:len(value)] = value
+    everyone = np.asarray(multihost_utils.process_allgather(padded))  # [P, most, ...]
+    result[key] = np.concatenate([everyone[p, :counts[p]] for p in range(len(counts))])
+  return result
+
+
+def max_over_processes(value: int) -> int:
+  """The largest `value` any process holds (itself on one process)."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(np.max(multihost_utils.process_allgather(np.int64(value))))

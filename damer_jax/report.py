@@ -27,6 +27,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from damer_jax import metrics as metrics_lib
+from damer_jax import parallel
 from damer_jax import plots
 from damer_jax import reporting
 
@@ -53,7 +54,7 @@ class Predictions:
 
 def collect(batches: Iterable[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
             targets: tuple[str, ...]) -> Predictions:
-  """Gathers `train.predict_batches` output (padding already removed)."""
+  """Gathers `train.predict_batches` output (padding already removed) of every process."""
   heads = {h: [] for h in HEADS}
   values, tracks, starts = [], [], []
   for batch, out in batches:
@@ -65,8 +66,12 @@ def collect(batches: Iterable[tuple[dict[str, np.ndarray], dict[str, np.ndarray]
   if not values:
     raise ValueError('The evaluation split is empty: the dataset has too few tracks for '
                      'config.dataset.test_fraction; add data or raise the fraction.')
-  return Predictions({h: np.concatenate(v) for h, v in heads.items()},
-                     np.concatenate(values), np.concatenate(tracks), np.concatenate(starts))
+  local = {f'head/{h}': np.concatenate(v) for h, v in heads.items()}
+  local.update(values=np.concatenate(values), track_id=np.concatenate(tracks),
+               start_s=np.concatenate(starts))
+  everyone = parallel.gather_examples(local)  # All processes' segments, on each.
+  return Predictions({h: everyone[f'head/{h}'] for h in HEADS}, everyone['values'],
+                     everyone['track_id'], everyone['start_s'])
 
 
 def track_means(pred: Predictions) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

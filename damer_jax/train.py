@@ -238,14 +238,17 @@ def evaluate_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.nda
   if not preds:
     raise ValueError('The evaluation split is empty: the dataset has too few tracks for '
                      'config.dataset.test_fraction; add data or raise the fraction.')
-  preds, values = np.concatenate(preds), np.concatenate(values)
+  gathered = parallel.gather_examples({'preds': np.concatenate(preds),
+                                       'values': np.concatenate(values),
+                                       'tracks': np.concatenate(tracks)})
+  preds, values = gathered['preds'], gathered['values']
   if config.task == 'classification':
     result = metrics_lib.classification_metrics(preds, values, config.targets,
                                                 config.label_threshold)
   else:
     result = metrics_lib.regression_metrics(preds, values, config.targets)
   result['num_examples'] = int(len(values))
-  result['num_tracks'] = int(len(np.unique(np.concatenate(tracks))))
+  result['num_tracks'] = int(len(np.unique(gathered['tracks'])))
   return result
 
 

@@ -127,14 +127,27 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
                  ) -> Iterator[dict[str, np.ndarray]]:
   """Every example of `split` once, in order, as [local_devices, per_device, ...].
 
-  The last batch is padded with zeros; `mask` (float32) is 1 for real examples.
+  Each process reads its own part of the split. The last batch is padded with zeros and
+  `mask` (float32) is 1 for real examples; a process with fewer batches than another
+  adds all-padding batches, so that every process runs the same number of steps.
   """
+  from damer_jax import parallel  # pylint: disable=g-import-not-at-top
   per_process, per_device = per_device_batch_size(config.eval_batch_size)
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
-  ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE).batch(per_process)
-  ds = ds.prefetch(tf.data.AUTOTUNE)
+  ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
+  local = int(ds.cardinality())
+  if local < 0:
+    local = sum(1 for _ in ds)
+  total_batches = parallel.max_over_processes(-(-local // per_process))
+  ds = ds.batch(per_process).prefetch(tf.data.AUTOTUNE)
   local_devices = jax.local_device_count()
-  for batch in tfds.as_numpy(ds):
+  shapes = {k: (v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
+  batches = iter(tfds.as_numpy(ds))
+  for _ in range(total_batches):
+    batch = next(batches, None)
+    if batch is None:  # This process ran out first: a batch of padding only.
+      batch = {k: np.zeros((0,) + tuple(shape[1:]), dtype) for k, (shape, dtype)
+               in shapes.items()}
     n = len(batch['mel'])
     mask = np.zeros(per_process, np.float32)
     mask[:n] = 1.0

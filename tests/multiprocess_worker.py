@@ -45,6 +45,43 @@ def train_steps(steps: int) -> dict:
   return arrays
 
 
+def evaluate_uneven() -> dict:
+  """Fusion-head metrics of a fresh tiny model on 10 fixed examples, split unevenly over
+  the processes (process 0: 6, process 1: 4, in batches of 4 per process with the last
+  one padded, plus an all-padding batch where a process runs out first), as
+  `pipeline.eval_batches` lays them out. One process: all 10 examples."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from damer_jax import models, parallel, train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.test_train_step import _fixed_batch  # pylint: disable=g-import-not-at-top
+
+  config = tiny_config()
+  model = models.create_model(config)
+  driver = train.create_driver(config, model)
+  state = driver.put_state(train.create_train_state(config, model, jax.random.key(1), 8))
+  everything = {k: v.reshape((-1,) + v.shape[2:]) for k, v in _fixed_batch(2, 5, 9).items()}
+  bounds = [(0, 10)] if jax.process_count() == 1 else [(0, 6), (6, 10)]
+  start, stop = bounds[jax.process_index()]
+  local = {k: v[start:stop] for k, v in everything.items()}
+  devices = jax.local_device_count()
+  per_process = 4 * devices
+  count = parallel.max_over_processes(-(-len(local['mel']) // per_process))
+
+  def batches():
+    for b in range(count):
+      part = {k: v[b * per_process:(b + 1) * per_process] for k, v in local.items()}
+      n = len(part['mel'])
+      part = {k: np.concatenate([v, np.zeros((per_process - n,) + v.shape[1:], v.dtype)])
+              for k, v in part.items()}
+      part['mask'] = (np.arange(per_process) < n).astype(np.float32)
+      yield {k: v.reshape((devices, 4) + v.shape[1:]) for k, v in part.items()}
+
+  gathered = parallel.gather_examples({'x': np.arange(start, stop)})
+  assert gathered['x'].tolist() == list(range(10)), gathered
+  return train.evaluate_batches(driver, state, batches(), config)
+
+
 def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -> None:
   os.environ.pop('XLA_FLAGS', None)  # One CPU device per process, set below.
   os.environ['JAX_PLATFORMS'] = 'cpu'
@@ -57,6 +94,8 @@ def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -
                              num_processes=num_processes, process_id=process_id,
                              initialization_timeout=120)
   arrays = train_steps(steps)
+  metrics = evaluate_uneven()
+  arrays.update({f'eval/{k}': np.asarray(v) for k, v in metrics.items()})
   if jax.process_index() == 0:
     np.savez(out, **arrays)
   multihost_utils.sync_global_devices('done')

@@ -1,5 +1,5 @@
-"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives) train
-exactly like one process with two devices (this pytest process)."""
+"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives) train and
+evaluate exactly like one process with two devices (this pytest process)."""
 
 import os
 import socket
@@ -28,6 +28,8 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
                               cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
   single = multiprocess_worker.train_steps(STEPS)  # Meanwhile: 1 process, 2 devices.
+  single.update({f'eval/{k}': np.asarray(v)
+                 for k, v in multiprocess_worker.evaluate_uneven().items()})
   for i, worker in enumerate(workers):
     log = worker.communicate(timeout=300)[0]
     assert worker.returncode == 0, log[-3000:]
@@ -35,5 +37,6 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   multi = np.load(out)
   assert sorted(single) == sorted(multi.files)
   assert any('saml' in k for k in single) and any('pcl' in k for k in single)
-  for key, value in single.items():  # Params, the SAML queue and the PCL table, bit for bit.
+  assert int(multi['eval/num_examples']) == 10  # Both processes' examples, once each.
+  for key, value in single.items():  # Params, SAML queue, PCL table, eval metrics.
     np.testing.assert_array_equal(value, multi[key], err_msg=key)
