@@ -299,14 +299,19 @@ class _NonFiniteGuard:
 
 
 class _Preemption:
-  """Turns SIGTERM (what a preemption sends) into a request to checkpoint and stop."""
+  """Turns SIGTERM (what a preemption sends) into a request to checkpoint and stop.
+
+  One process only: with several, JAX's preemption service catches the signal and
+  Orbax's `reached_preemption` makes every process stop at the same step.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if (jax.process_count() == 1 and
+        threading.current_thread() is threading.main_thread()):
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
@@ -375,8 +380,8 @@ def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainStat
     train_metrics.append(metrics)
     report_progress(step)
     last = step == config.num_train_steps
-    stop = preemption.requested or (jax.process_count() > 1 and
-                                    manager.reached_preemption(step))
+    stop = (manager.reached_preemption(step) if jax.process_count() > 1
+            else preemption.requested)
     if step % config.log_every_steps == 0 or last or stop:
       guard.flush()
       summary = _average(train_metrics)

@@ -27,6 +27,7 @@ import re
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from absl import logging
+from etils import epath
 import numpy as np
 
 from input_pipeline import audio as audio_lib
@@ -93,9 +94,8 @@ class BuildReport:
     }
 
   def write(self, path: str | os.PathLike) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-      json.dump(self.to_dict(), f, indent=1, sort_keys=False)
-      f.write('\n')
+    """Writes the report as JSON (local or gs:// paths, through etils.epath)."""
+    epath.Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + '\n')
 
   def summary_lines(self) -> list[str]:
     d = self.to_dict()

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from absl import logging
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -305,8 +306,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if report is None:
       return
     _note_unusual_formats([f for f in self._formats if f[0]], report)
-    os.makedirs(self.data_dir, exist_ok=True)
-    report.write(os.path.join(self.data_dir, REPORT_NAME))
+    epath.Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+    report.write(epath.Path(self.data_dir) / REPORT_NAME)
     self.info.metadata['build_report'] = {
         k: v for k, v in report.to_dict().items() if k not in ('skipped', 'notes')}
     for line in report.summary_lines():
@@ -315,8 +316,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 def read_report(builder: tfds.core.DatasetBuilder) -> dict[str, Any]:
   """The build report of a prepared builder."""
-  with open(os.path.join(builder.data_dir, REPORT_NAME), encoding='utf-8') as f:
-    return json.load(f)
+  return json.loads((epath.Path(builder.data_dir) / REPORT_NAME).read_text())
 
 
 def _may_have_unlabelled(job: manual.TrackJob, spec: features_lib.FeatureSpec) -> bool:
