@@ -5,9 +5,9 @@
 
 The first run builds the records (both views of every 1 s segment, labels averaged
 over the annotations inside each segment, 20% of the tracks held out) into
-config.dataset.data_dir, with build_report.json beside them: about 1.6 h of one core
-and ~33 GB if the 2,496 tracks average 3 min (estimate: 13 ms of CPU and 74 KB per
-second of labelled audio).
+config.dataset.data_dir, with build_report.json beside them: about 10 min of one core
+and ~33 GB if the 2,496 tracks average 3 min (estimate: 1.3 ms of CPU and 74 KB per
+second of labelled audio; docs/datasets.md).
 Full model size as in configs/default.py; meant for a GPU or TPU. Not trained on the
 real download here yet, so no accuracy is claimed.
 """
