@@ -76,6 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_heads = 4  # Attention heads (encoders and DSAF).
   config.model.mlp_ratio = 2  # MLP hidden width = mlp_ratio * D.
   config.model.dropout = 0.1  # Dropout in attention, MLPs and embeddings.
+  # Computation dtype of the encoders and DSAF: 'float32', or 'bfloat16' for mixed
+  # precision (parameters, optimiser state, heads, losses and metrics stay float32).
+  config.model.dtype = 'float32'
 
   # DSAF: bidirectional cross attention between the views, then gated fusion.
   config.dsaf = ml_collections.ConfigDict()

@@ -23,13 +23,14 @@ class MlpBlock(nn.Module):
 
   hidden: int
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     width = x.shape[-1]
-    x = nn.gelu(nn.Dense(self.hidden)(x))
+    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(width)(x)
+    return nn.Dense(width, dtype=self.dtype)(x)
 
 
 class EncoderLayer(nn.Module):
@@ -38,14 +39,16 @@ class EncoderLayer(nn.Module):
   num_heads: int
   mlp_ratio: int = 2
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    y = nn.LayerNorm()(x)
+    y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
-                                        deterministic=not train)(y, y)
+                                        deterministic=not train, dtype=self.dtype)(y, y)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
-    y = MlpBlock(self.mlp_ratio * x.shape[-1], self.dropout)(nn.LayerNorm()(x), train=train)
+    y = MlpBlock(self.mlp_ratio * x.shape[-1], self.dropout, self.dtype)(
+        nn.LayerNorm(dtype=self.dtype)(x), train=train)
     return x + nn.Dropout(self.dropout, deterministic=not train)(y)
 
 
@@ -62,21 +65,24 @@ class ViewEncoder(nn.Module):
   num_heads: int = 4
   mlp_ratio: int = 2
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, spec, *, train: bool):
-    x = jnp.swapaxes(spec, 1, 2)[..., None]  # [B, T, F, 1]
+    x = jnp.swapaxes(spec, 1, 2)[..., None].astype(self.dtype)  # [B, T, F, 1]
     for i, features in enumerate(self.conv_features):
-      x = nn.Conv(features, (3, 3), strides=(2 if i == 0 else 1, 2), use_bias=False)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+      x = nn.Conv(features, (3, 3), strides=(2 if i == 0 else 1, 2), use_bias=False,
+                  dtype=self.dtype)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       x = nn.gelu(x)
     b, t, f, c = x.shape
-    x = nn.Dense(self.width)(x.reshape(b, t, f * c))  # [B, T', D]
+    x = nn.Dense(self.width, dtype=self.dtype)(x.reshape(b, t, f * c))  # [B, T', D]
     pos = self.param('pos_embedding', nn.initializers.normal(0.02), (1, t, self.width))
-    x = nn.Dropout(self.dropout, deterministic=not train)(x + pos)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x + pos.astype(self.dtype))
     for _ in range(self.num_layers):
-      x = EncoderLayer(self.num_heads, self.mlp_ratio, self.dropout)(x, train=train)
-    return nn.LayerNorm()(x)
+      x = EncoderLayer(self.num_heads, self.mlp_ratio, self.dropout, self.dtype)(
+          x, train=train)
+    return nn.LayerNorm(dtype=self.dtype)(x)
 
 
 class CrossAttentionBlock(nn.Module):
@@ -88,15 +94,17 @@ class CrossAttentionBlock(nn.Module):
   num_heads: int
   mlp_ratio: int = 2
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   def _attend(self, queries, keys, train, name):
-    q = nn.LayerNorm(name=f'{name}_ln_q')(queries)
-    kv = nn.LayerNorm(name=f'{name}_ln_kv')(keys)
+    q = nn.LayerNorm(dtype=self.dtype, name=f'{name}_ln_q')(queries)
+    kv = nn.LayerNorm(dtype=self.dtype, name=f'{name}_ln_kv')(keys)
     y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
-                                        deterministic=not train, name=f'{name}_attn')(q, kv)
+                                        deterministic=not train, dtype=self.dtype,
+                                        name=f'{name}_attn')(q, kv)
     x = queries + nn.Dropout(self.dropout, deterministic=not train)(y)
-    y = MlpBlock(self.mlp_ratio * x.shape[-1], self.dropout, name=f'{name}_mlp')(
-        nn.LayerNorm(name=f'{name}_ln_mlp')(x), train=train)
+    y = MlpBlock(self.mlp_ratio * x.shape[-1], self.dropout, self.dtype, name=f'{name}_mlp')(
+        nn.LayerNorm(dtype=self.dtype, name=f'{name}_ln_mlp')(x), train=train)
     return x + nn.Dropout(self.dropout, deterministic=not train)(y)
 
   @nn.compact
@@ -108,9 +116,12 @@ class CrossAttentionBlock(nn.Module):
 class GatedFusion(nn.Module):
   """fused = g * mel + (1 - g) * coch, with g = sigmoid(Dense([mel, coch])) per feature."""
 
+  dtype: Any = jnp.float32
+
   @nn.compact
   def __call__(self, mel, coch):
-    gate = nn.sigmoid(nn.Dense(mel.shape[-1])(jnp.concatenate([mel, coch], axis=-1)))
+    gate = nn.sigmoid(nn.Dense(mel.shape[-1], dtype=self.dtype)(
+        jnp.concatenate([mel, coch], axis=-1)))
     return gate * mel + (1.0 - gate) * coch
 
 
@@ -123,6 +134,7 @@ class Head(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    x = x.astype(jnp.float32)  # Heads (and so logits and losses) stay in float32.
     if self.task == 'classification':
       logits = nn.Dense(self.num_targets * self.num_classes)(x)
       return logits.reshape(x.shape[0], self.num_targets, self.num_classes)
@@ -149,23 +161,25 @@ class DAMER(nn.Module):
   dsaf_enabled: bool = True
   dsaf_blocks: int = 1
   projection_dim: int = 0  # > 0 adds the SAML projection head ('projection' output).
+  dtype: Any = jnp.float32  # Computation dtype of encoders and DSAF (bfloat16: mixed).
 
   @nn.compact
   def __call__(self, mel, coch, *, train: bool = False) -> dict[str, Any]:
     encoder = dict(width=self.width, conv_features=tuple(self.conv_features),
                    num_layers=self.encoder_layers, num_heads=self.num_heads,
-                   mlp_ratio=self.mlp_ratio, dropout=self.dropout)
+                   mlp_ratio=self.mlp_ratio, dropout=self.dropout, dtype=self.dtype)
     mel_tokens = ViewEncoder(**encoder, name='mel_encoder')(mel, train=train)
     coch_tokens = ViewEncoder(**encoder, name='coch_encoder')(coch, train=train)
     head = dict(num_targets=self.num_targets, num_classes=self.num_classes, task=self.task)
-    outputs = {'mel': Head(**head, name='mel_head')(mel_tokens.mean(axis=1)),
-               'coch': Head(**head, name='coch_head')(coch_tokens.mean(axis=1))}
+    pool = lambda tokens: tokens.astype(jnp.float32).mean(axis=1)
+    outputs = {'mel': Head(**head, name='mel_head')(pool(mel_tokens)),
+               'coch': Head(**head, name='coch_head')(pool(coch_tokens))}
     if self.dsaf_enabled:
       for i in range(self.dsaf_blocks):
         mel_tokens, coch_tokens = CrossAttentionBlock(
-            self.num_heads, self.mlp_ratio, self.dropout, name=f'dsaf_{i}')(
+            self.num_heads, self.mlp_ratio, self.dropout, self.dtype, name=f'dsaf_{i}')(
                 mel_tokens, coch_tokens, train=train)
-    fused = GatedFusion(name='fusion_gate')(mel_tokens.mean(axis=1), coch_tokens.mean(axis=1))
+    fused = GatedFusion(name='fusion_gate')(pool(mel_tokens), pool(coch_tokens))
     outputs['fusion'] = Head(**head, name='fusion_head')(fused)
     outputs['embedding'] = fused
     if self.projection_dim:
@@ -187,4 +201,11 @@ def create_model(config: Any) -> DAMER:
                encoder_layers=m.encoder_layers, num_heads=m.num_heads,
                mlp_ratio=m.mlp_ratio, dropout=m.dropout,
                dsaf_enabled=config.dsaf.enabled, dsaf_blocks=config.dsaf.num_blocks,
-               projection_dim=config.saml.projection_dim if config.saml.enabled else 0)
+               projection_dim=config.saml.projection_dim if config.saml.enabled else 0,
+               dtype=_dtype(config.model.get('dtype', 'float32')))
+
+
+def _dtype(name: str) -> Any:
+  if name not in ('float32', 'bfloat16'):
+    raise ValueError(f"config.model.dtype must be 'float32' or 'bfloat16', got {name!r}.")
+  return jnp.float32 if name == 'float32' else jnp.bfloat16

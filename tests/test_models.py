@@ -44,3 +44,27 @@ def test_cross_attention_makes_each_stream_depend_on_the_other_view():
   b = model.apply(variables, mel, coch + 1.0)
   assert jnp.allclose(a['mel'], b['mel'])  # The Mel head sees only the Mel view.
   assert not jnp.allclose(a['fusion'], b['fusion'])
+
+
+def test_bfloat16_computes_in_bf16_but_keeps_float32_params_and_outputs():
+  config32, config16 = tiny_config(), tiny_config(model__dtype='bfloat16')
+  state = train.create_train_state(config32, models.create_model(config32),
+                                   jax.random.key(0), 8)
+  state16 = train.create_train_state(config16, models.create_model(config16),
+                                     jax.random.key(0), 8)
+  # Same parameter tree, all float32: checkpoints move between the two settings.
+  assert jax.tree.structure(state.params) == jax.tree.structure(state16.params)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state16.params))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  key = jax.random.key(1)
+  mel = jax.random.normal(key, (6, 128, 87))
+  coch = jax.random.normal(jax.random.fold_in(key, 1), (6, 84, 87))
+  out32 = models.create_model(config32).apply(variables, mel, coch, train=False)
+  out16 = models.create_model(config16).apply(variables, mel, coch, train=False)
+  for head in ('mel', 'coch', 'fusion', 'embedding', 'projection'):
+    assert out16[head].dtype == jnp.float32, head
+    scale = float(jnp.abs(out32[head]).max())
+    error = float(jnp.abs(out16[head] - out32[head]).max())
+    assert 0 < error < 0.1 * scale, (head, error, scale)  # Differs, as bf16 does; close.
+  with pytest.raises(ValueError, match='model.dtype'):
+    models.create_model(tiny_config(model__dtype='float16'))
