@@ -31,6 +31,13 @@ def create_manager(workdir: epath.PathLike, config: Any,
   return ocp.CheckpointManager(directory, options=options)
 
 
+def _for_orbax(state: Any) -> Any:
+  """The state as Orbax takes it: as it is on one process; as host numpy arrays on
+  several, where every process holds the same (unreplicated) copy and a process-local
+  device array cannot be saved (Orbax then writes from the primary process)."""
+  return state if jax.process_count() == 1 else jax.device_get(state)
+
+
 def resolve_step(manager: ocp.CheckpointManager, step: int | None = None) -> int:
   """`step` if the manager has it, the latest step if `step` is None; else an error."""
   steps = sorted(manager.all_steps())
@@ -48,7 +55,7 @@ def resolve_step(manager: ocp.CheckpointManager, step: int | None = None) -> int
 def save(manager: ocp.CheckpointManager, state: Any) -> None:
   """Saves an unreplicated state under its own step (asynchronously)."""
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.StandardSave(state))
+  manager.save(step, args=ocp.args.StandardSave(_for_orbax(state)))
 
 
 def restore_with_fallback(manager: ocp.CheckpointManager, restore: Callable[[int], Any],
@@ -110,7 +117,7 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any,
   `restore_with_fallback`); a ValueError names the checkpoint when none fits `state`
   (e.g. the config changed the model since the checkpoint was written).
   """
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _for_orbax(state))
   restored, step = restore_with_fallback(
       manager, lambda s: manager.restore(s, args=ocp.args.StandardRestore(abstract)), step)
   if step is None:

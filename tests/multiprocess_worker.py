@@ -1,10 +1,11 @@
 """One process of the two-process training test (tests/test_multiprocess.py).
 
-    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz STEPS
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz STEPS WORKDIR
 
 Sets up JAX's distributed runtime with one CPU device per process and CPU (gloo)
 collectives, then runs `train_steps`: each process feeds only its own slice of every
-global batch. Process 0 writes the final state's arrays to OUT.npz.
+global batch, checkpoints the state into WORKDIR from both processes and restores it.
+Process 0 writes the restored state's arrays to OUT.npz.
 """
 
 import os
@@ -15,10 +16,11 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 
-def train_steps(steps: int) -> dict:
+def train_steps(steps: int, workdir: str | None = None) -> dict:
   """`steps` pmapped train steps of the tiny full model (PCL and SAML on) on fixed
   global batches [2 devices, 4, ...]; returns {path: array} of params, SAML and PCL
-  state and the last loss."""
+  state and the last loss. With `workdir`, the state is checkpointed there after the
+  steps and restored into a fresh state, which then replaces it."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from damer_jax import models, train  # pylint: disable=g-import-not-at-top
@@ -36,6 +38,15 @@ def train_steps(steps: int) -> dict:
     batch = _fixed_batch(2, 4, seed=step)
     state, metrics = driver.train_step(state, {k: v[first:first + local]
                                                for k, v in batch.items()})
+  if workdir:
+    from damer_jax import checkpointing  # pylint: disable=g-import-not-at-top
+    manager = checkpointing.create_manager(workdir, config)
+    assert not manager.reached_preemption(steps)  # The loop's multi-process SIGTERM check.
+    checkpointing.save(manager, driver.get_state(state))
+    manager.wait_until_finished()
+    fresh = train.create_train_state(config, model, jax.random.key(5), 8)
+    state = driver.put_state(checkpointing.restore_latest(
+        checkpointing.create_manager(workdir, config), fresh))
   host = jax.device_get(driver.get_state(state))
   leaves = jax.tree_util.tree_flatten_with_path(
       {'params': host.params, 'saml': host.saml, 'pcl': host.pcl})[0]
@@ -82,7 +93,8 @@ def evaluate_uneven() -> dict:
   return train.evaluate_batches(driver, state, batches(), config)
 
 
-def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -> None:
+def main(process_id: int, num_processes: int, port: str, out: str, steps: int,
+         workdir: str) -> None:
   os.environ.pop('XLA_FLAGS', None)  # One CPU device per process, set below.
   os.environ['JAX_PLATFORMS'] = 'cpu'
   import jax  # pylint: disable=g-import-not-at-top
@@ -93,7 +105,7 @@ def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -
   jax.distributed.initialize(coordinator_address=f'localhost:{port}',
                              num_processes=num_processes, process_id=process_id,
                              initialization_timeout=120)
-  arrays = train_steps(steps)
+  arrays = train_steps(steps, workdir)  # Through a checkpoint written by both.
   metrics = evaluate_uneven()
   arrays.update({f'eval/{k}': np.asarray(v) for k, v in metrics.items()})
   if jax.process_index() == 0:
@@ -103,4 +115,5 @@ def main(process_id: int, num_processes: int, port: str, out: str, steps: int) -
 
 
 if __name__ == '__main__':
-  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
+  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]),
+       sys.argv[6])

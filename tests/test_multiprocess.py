@@ -1,5 +1,6 @@
-"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives) train and
-evaluate exactly like one process with two devices (this pytest process)."""
+"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives) train,
+checkpoint, restore and evaluate exactly like one process with two devices (this pytest
+process)."""
 
 import os
 import socket
@@ -24,7 +25,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   port, out = str(_free_port()), tmp_path / 'multi.npz'
   workers = [subprocess.Popen([sys.executable, multiprocess_worker.__file__, str(i), '2',
-                               port, str(out), str(STEPS)],
+                               port, str(out), str(STEPS), str(tmp_path / 'run')],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
   single = multiprocess_worker.train_steps(STEPS)  # Meanwhile: 1 process, 2 devices.
@@ -35,6 +36,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert worker.returncode == 0, log[-3000:]
     assert f'done {i} {STEPS}' in log
   multi = np.load(out)
+  assert (tmp_path / 'run' / 'checkpoints' / str(STEPS)).is_dir()
   assert sorted(single) == sorted(multi.files)
   assert any('saml' in k for k in single) and any('pcl' in k for k in single)
   assert int(multi['eval/num_examples']) == 10  # Both processes' examples, once each.
