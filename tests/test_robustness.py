@@ -1,11 +1,9 @@
 """Surviving bad steps and damaged checkpoints (preemption: tests/test_main.py)."""
 
-import functools
 import pathlib
 import shutil
 
 from absl import logging
-from flax import jax_utils
 import jax
 import numpy as np
 import pytest
@@ -15,16 +13,12 @@ from damer_jax import models
 from damer_jax import predict
 from damer_jax import train
 from tests.conftest import tiny_config
-from tests.test_train_step import _fixed_batch
+from tests.test_train_step import _fixed_batch, replicated_state_and_step
 
 
 def test_a_non_finite_step_leaves_the_state_untouched():
-  config = tiny_config(optimizer__warmup_steps=1, pcl__warmup_steps=0)
-  model = models.create_model(config)
-  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
-  step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
-                                    schedule=train.learning_rate_schedule(config)),
-                  axis_name=train.AXIS)
+  state, step = replicated_state_and_step(
+      tiny_config(optimizer__warmup_steps=1, pcl__warmup_steps=0))
   good = _fixed_batch(2, 4)
   state, metrics = step(state, good)
   assert float(metrics['finite'][0]) == 1.0 and int(state.step[0]) == 1

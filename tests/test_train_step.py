@@ -27,6 +27,16 @@ def _fixed_batch(num_devices, per_device, seed=0):
   return {k: v.reshape((num_devices, per_device) + v.shape[1:]) for k, v in batch.items()}
 
 
+def replicated_state_and_step(config):
+  """(replicated fresh TrainState, the pmapped train step) for `config`."""
+  model = models.create_model(config)
+  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
+  step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
+                                    schedule=train.learning_rate_schedule(config)),
+                  axis_name=train.AXIS)
+  return state, step
+
+
 def test_there_are_two_host_devices():
   assert jax.local_device_count() == 2
 
@@ -36,11 +46,7 @@ def test_train_step_on_two_devices_lowers_the_loss(task):
   # The full model (PCL from step 2); PCL is classification only.
   config = tiny_config(task=task, optimizer__warmup_steps=1, num_train_steps=20,
                        pcl__warmup_steps=2, pcl__enabled=task == 'classification')
-  model = models.create_model(config)
-  state = jax_utils.replicate(train.create_train_state(config, model, jax.random.key(0), 8))
-  step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
-                                    schedule=train.learning_rate_schedule(config)),
-                  axis_name=train.AXIS)
+  state, step = replicated_state_and_step(config)
   batch = _fixed_batch(2, 4)
   losses = []
   for _ in range(12):
