@@ -11,10 +11,10 @@ first run anyway; this only lets the (CPU-bound) build happen separately.
 """
 
 import json
-import os
 
 from absl import app
 from absl import flags
+from etils import epath
 from ml_collections import config_flags
 
 from input_pipeline import pipeline
@@ -29,11 +29,10 @@ def main(argv):
   print(builder.data_dir)
   for name, split in builder.info.splits.items():
     print(f'{name}: {split.num_examples} examples')
-  report = os.path.join(builder.data_dir, 'build_report.json')
-  if os.path.exists(report):
+  report = epath.Path(builder.data_dir) / 'build_report.json'
+  if report.exists():  # Real datasets (local or gs:// data dirs).
     from input_pipeline import manual  # pylint: disable=g-import-not-at-top
-    with open(report, encoding='utf-8') as f:
-      data = json.load(f)
+    data = json.loads(report.read_text())
     summary = manual.BuildReport(dataset=data['dataset'], manual_dir=data['manual_dir'],
                                  tracks=data['tracks'], segments=data['segments'],
                                  dropped=data['dropped'],
