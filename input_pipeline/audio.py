@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import soundfile as sf
@@ -32,10 +33,15 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
   except Exception as sf_error:  # pylint: disable=broad-except
     try:
       import librosa  # Slow import; only for formats libsndfile does not read.
-      audio, file_rate = librosa.load(path, sr=None, mono=True)
+      with warnings.catch_warnings():  # librosa announces the audioread fallback.
+        warnings.simplefilter('ignore', UserWarning)
+        warnings.simplefilter('ignore', FutureWarning)
+        audio, file_rate = librosa.load(path, sr=None, mono=True)
     except Exception as error:  # pylint: disable=broad-except
-      raise AudioError(f'{path}: cannot decode audio ({sf_error}; {error}). Convert it to '
-                       'WAV or FLAC, or check that the file is complete.') from error
+      fallback = str(error) or type(error).__name__
+      raise AudioError(f'{path}: cannot decode audio (soundfile: {sf_error}; audioread: '
+                       f'{fallback}). Convert it to WAV or FLAC, or check that the file '
+                       'is complete.') from error
   if audio.size == 0:
     raise AudioError(f'{path}: the file holds no samples.')
   if not np.all(np.isfinite(audio)):
