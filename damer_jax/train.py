@@ -10,7 +10,7 @@ import functools
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from absl import logging
 from etils import epath

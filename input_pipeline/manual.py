@@ -24,7 +24,7 @@ import math
 import multiprocessing
 import os
 import re
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import logging
 from etils import epath

@@ -2,7 +2,6 @@
 
 import jax
 import numpy as np
-import pytest
 
 from damer_jax import checkpointing
 from damer_jax import models

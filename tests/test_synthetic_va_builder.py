@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from input_pipeline import features as F
-from input_pipeline import records
 from input_pipeline import synthetic_music
 from tests.conftest import tiny_config
 
