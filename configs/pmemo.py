@@ -5,8 +5,8 @@
 
 The first run builds the records (both views of every 1 s segment, labels averaged
 over the annotations inside each segment, 20% of the tracks held out) into
-config.dataset.data_dir, with build_report.json beside them: about 5 min of one core
-and 1-2 GB (estimate).
+config.dataset.data_dir, with build_report.json beside them: about 1 min of one core
+and 1-2 GB (estimate; docs/datasets.md).
 Full model size as in configs/default.py; meant for a GPU or TPU. Not trained on the
 real download here yet, so no accuracy is claimed.
 """

@@ -7,7 +7,7 @@ Regression: RMSE, R^2 and Lin's concordance correlation coefficient (CCC).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -45,3 +45,14 @@ def regression_metrics(preds: np.ndarray, values: np.ndarray,
     result[f'{name}/r2'] = float(skm.r2_score(t, p)) if len(t) > 1 else math.nan
     result[f'{name}/ccc'] = concordance_correlation(t, p)
   return result
+
+
+def head_metrics(outputs: np.ndarray, values: np.ndarray, config: Any) -> dict[str, float]:
+  """Metrics of one head's outputs against annotated values [N, T], for config.task.
+
+  outputs: class probabilities [N, T, C] (classification) or values [N, T] (regression).
+  """
+  targets = tuple(config.targets)
+  if config.task == 'classification':
+    return classification_metrics(outputs, values, targets, config.label_threshold)
+  return regression_metrics(outputs, values, targets)

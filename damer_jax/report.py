@@ -88,15 +88,6 @@ def track_means(pred: Predictions) -> tuple[dict[str, np.ndarray], np.ndarray, n
   return {h: mean(v) for h, v in pred.heads.items()}, mean(pred.values), ids
 
 
-def head_metrics(outputs: np.ndarray, values: np.ndarray, config: Any) -> dict[str, float]:
-  """Metrics of one head's outputs against annotated values (see damer_jax.metrics)."""
-  targets = tuple(config.targets)
-  if config.task == 'classification':
-    return metrics_lib.classification_metrics(outputs, values, targets,
-                                              config.label_threshold)
-  return metrics_lib.regression_metrics(outputs, values, targets)
-
-
 def scores(outputs: np.ndarray, task: str) -> np.ndarray:
   """[N, T]: P(high) for classification outputs [N, T, C], the values otherwise."""
   return outputs[..., -1] if task == 'classification' else outputs
@@ -109,8 +100,10 @@ def compute_metrics(pred: Predictions, config: Any, step: int) -> dict[str, Any]
       'step': int(step), 'split': 'test', 'task': config.task,
       'targets': list(config.targets), 'label_threshold': config.label_threshold,
       'num_segments': len(pred), 'num_tracks': int(len(track_ids)),
-      'segment': {h: head_metrics(pred.heads[h], pred.values, config) for h in HEADS},
-      'track': {h: head_metrics(track_heads[h], track_values, config) for h in HEADS},
+      'segment': {h: metrics_lib.head_metrics(pred.heads[h], pred.values, config)
+                  for h in HEADS},
+      'track': {h: metrics_lib.head_metrics(track_heads[h], track_values, config)
+                for h in HEADS},
   }
   return _finite_or_none(result)
 

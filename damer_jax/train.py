@@ -242,11 +242,7 @@ def evaluate_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.nda
                                        'values': np.concatenate(values),
                                        'tracks': np.concatenate(tracks)})
   preds, values = gathered['preds'], gathered['values']
-  if config.task == 'classification':
-    result = metrics_lib.classification_metrics(preds, values, config.targets,
-                                                config.label_threshold)
-  else:
-    result = metrics_lib.regression_metrics(preds, values, config.targets)
+  result = metrics_lib.head_metrics(preds, values, config)
   result['num_examples'] = int(len(values))
   result['num_tracks'] = int(len(np.unique(gathered['tracks'])))
   return result
@@ -449,7 +445,7 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> dict[str, An
   step = int(state.step)
   if jax.process_index() != 0:
     return {}
-  row = report.head_metrics(pred.heads['fusion'], pred.values, config)
+  row = metrics_lib.head_metrics(pred.heads['fusion'], pred.values, config)
   row.update(num_examples=len(pred), num_tracks=int(len(np.unique(pred.track_id))))
   reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **row})
   report_dir = epath.Path(workdir) / 'report'

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from damer_jax import parallel  # TF-free: cross-process helpers.
 from input_pipeline import features as features_lib
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow never takes an accelerator.
@@ -131,7 +132,6 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
   `mask` (float32) is 1 for real examples; a process with fewer batches than another
   adds all-padding batches, so that every process runs the same number of steps.
   """
-  from damer_jax import parallel  # pylint: disable=g-import-not-at-top
   per_process, per_device = per_device_batch_size(config.eval_batch_size)
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
   ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
