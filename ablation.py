@@ -35,9 +35,11 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from damer_jax import grid
 from damer_jax import plots
 from damer_jax import reporting
 from damer_jax import train
+from input_pipeline import sources
 
 # Variant -> (dsaf.enabled, pcl.enabled, saml.enabled).
 VARIANTS = {
@@ -83,6 +85,11 @@ flags.DEFINE_list('splits', ['track', 'style'], 'Test splits: track (held-out tr
 flags.DEFINE_multi_string('override', [], 'key=value applied to every cell, typed like '
                           'the config field (e.g. num_train_steps=300, '
                           'model.conv_features=16,32); repeatable.')
+flags.DEFINE_list('saml_sweep', [], 'In-memory datasets (va_benchmark): SAML settings '
+                  'weight:temperature (e.g. 0.1:0.1,0.5:0.1) tried with the full model '
+                  'on the validation tracks before the grid; the best is used in every '
+                  'cell. Empty: the config\'s own.')
+flags.DEFINE_list('sweep_seeds', ['0', '1'], 'Seeds of each --saml_sweep setting.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -493,6 +500,61 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
   return drift
 
 
+# In-memory datasets (the generated benchmark): every seed of a variant at once.
+
+
+def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
+                   variants: Sequence[str], seeds: Sequence[int],
+                   overrides: dict[str, Any], config_overrides: dict[str, Any]) -> None:
+  """Runs the grid of an in-memory dataset (damer_jax/grid.py) and writes its report.
+
+  One training per variant serves every evaluation split (held-out tracks, held-out
+  chains and styles); --splits does not apply. Writes <workdir>/ablation.md and
+  ablation.json.
+  """
+  start = time.monotonic()
+  config = base.copy_and_resolve_references()
+  for key, value in overrides.items():
+    _set_field(config, key, value)
+  data = sources.create_dataset(config)
+  logging.info('Data ready in %.0f s: train %d, unlabelled %d.', time.monotonic() - start,
+               data.num_train, data.num_unlabelled)
+  if FLAGS.saml_sweep:
+    settings = []
+    for item in FLAGS.saml_sweep:
+      weight, _, temperature = item.partition(':')
+      try:
+        settings.append((float(weight), float(temperature)))
+      except ValueError:
+        raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature, '
+                             'e.g. 0.5:0.1.') from None
+    sweep_seeds = [int(s) for s in _unique(FLAGS.sweep_seeds)]
+    config.saml.weight, config.saml.temperature = grid.choose_saml(
+        config, data, workdir / 'sweep', settings, sweep_seeds)
+    logging.info('SAML chosen on validation: weight %g, temperature %g.',
+                 config.saml.weight, config.saml.temperature)
+  results = grid.run_variants(config, data, workdir, variants, seeds)
+  test_splits = [s for s in data.eval_splits if s != 'validation']
+  report = {
+      'seeds': list(seeds), 'variants': list(variants),
+      'saml': {'weight': config.saml.weight, 'temperature': config.saml.temperature},
+      'splits': grid.analyse(config, data, results, test_splits),
+      'pcl_labels': {v: grid.pcl_label_quality(config, data, r)
+                     for v, r in results.items() if VARIANTS[v][1]},
+      'drift': {s: grid.drift_numbers(config, data, results, s) for s in test_splits},
+      'timing': {v: json.loads((workdir / f'{v}.json').read_text()) for v in variants},
+      'command': shlex.join(['python', *sys.argv]),
+      'config_overrides': {k: _flag_text(v) for k, v in config_overrides.items()},
+      'wall_s': time.monotonic() - start,
+  }
+  (workdir / 'ablation.json').write_text(json.dumps(report, indent=1))
+  text = grid.markdown(report['splits'], config.targets, variants, seeds,
+                       header=f'# Ablation on {config.dataset.name}\n\n'
+                              f'`{report["command"]}`')
+  (workdir / 'ablation.md').write_text(text)
+  print(text)
+
+
 # Main.
 
 
@@ -551,6 +613,9 @@ def main(argv):
   workdir = epath.Path(FLAGS.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   _use_compilation_cache(workdir / 'jax_cache')
+  if base.dataset.name in sources.IN_MEMORY:
+    in_memory_grid(base, workdir, variants, seeds, overrides, config_overrides)
+    return
   cells = grid_cells(splits, variants, seeds)
   logging.info('Ablation grid of %d cells in %s.', len(cells), workdir)
   results = run_grid(base, workdir, cells, overrides)

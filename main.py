@@ -21,6 +21,7 @@ import jax
 from ml_collections import config_flags
 
 from damer_jax import train
+from input_pipeline import sources
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
@@ -71,11 +72,13 @@ def main(argv):
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   if FLAGS.mode == 'train':
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                             sources.create_dataset(FLAGS.config))
     return
   try:
     if FLAGS.mode == 'evaluate':
-      result = train.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step)
+      result = train.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step,
+                              sources.create_dataset(FLAGS.config))
       print(json.dumps({k: result[k] for k in ('step', 'num_segments', 'num_tracks')}
                        | {'fusion': result['segment']['fusion']}, sort_keys=True))
       return

@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.track_seconds = 30.0  # Length of each track; one label per second.
   config.dataset.generator_seed = 0  # Seed of the music generator.
 
-  # Features: both views from one STFT of one decode (input_pipeline/features.py).
+  # Features: both views from one decode (input_pipeline/features.py).
   config.features = ml_collections.ConfigDict()
   config.features.sample_rate = 22050  # Hz; audio is resampled to this.
   config.features.segment_seconds = 1.0  # Segment length = label resolution.
@@ -67,6 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.mel_fmin = 0.0  # Lowest Mel frequency, Hz.
   config.features.coch_fmin = 50.0  # Lowest gammatone centre frequency, Hz.
   config.features.fmax = 0.0  # Highest frequency of both views, Hz; 0 = Nyquist.
+  # How the cochleagram is made: 'gammatone' (a time-domain gammatone filterbank with
+  # its own time resolution: a click is 1-2 frames wide above 500 Hz instead of 4, so
+  # the views differ; ~9x the cost of 'stft', still > 50x real time per core) or 'stft'
+  # (gammatone power responses on the Mel view's 93 ms STFT: the Mel view's time
+  # resolution; configs saved without this field mean 'stft'); see docs/features.md.
+  config.features.coch_method = 'gammatone'
 
   # Model (damer_jax/models.py).
   config.model = ml_collections.ConfigDict()
@@ -86,9 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.dsaf.num_blocks = 2  # Cross-attention blocks L.
 
   # PCL: Progressive Confidence Labelling (damer_jax/pcl.py). An EMA table of each
-  # training example's predicted class probabilities gives sharpened pseudo targets;
-  # only the most reliable examples (confidence x cross-view consistency x temporal
-  # stability) are trained on them.
+  # training example's predicted class probabilities (labelled and unlabelled rows)
+  # gives sharpened pseudo targets; only the most reliable examples (confidence x
+  # cross-view consistency x temporal stability), chosen over the global batch, are
+  # trained on them.
   config.pcl = ml_collections.ConfigDict()
   config.pcl.enabled = True  # Switch (ablations).
   config.pcl.weight = 0.5  # beta in the total loss.
@@ -97,15 +104,36 @@ def get_config() -> ml_collections.ConfigDict:
   config.pcl.tau_start = 1.0  # Sharpening temperature at the end of warm-up ...
   config.pcl.tau_end = 0.5  # ... and at the end of training (lower = sharper).
   config.pcl.tau_schedule = 'cosine'  # 'linear', 'cosine' or 'constant' (tau_start).
-  config.pcl.coverage_start = 0.3  # Share of each batch's examples PCL may use, rising ...
+  config.pcl.coverage_start = 0.3  # Share of each stream's global rows PCL may use ...
   config.pcl.coverage_end = 0.9  # ... to this at the end of training (same shape as tau).
   config.pcl.reliability_floor = 0.2  # Examples below this reliability are never used.
   config.pcl.class_balance = True  # Per-class budget: each class gets coverage / classes.
-  config.pcl.label_mix = 0.5  # Pseudo target = mix * ground truth + (1 - mix) * sharpened EMA.
+  config.pcl.label_mix = 0.5  # Soft target: mix * truth + (1 - mix) * sharpened EMA.
+  # 'soft': the target above (the annotation always keeps >= label_mix: a regulariser;
+  # unlabelled rows: mix 0).
+  # 'pseudo': pseudo labels that may overrule an annotation the model and the raters
+  # doubt; per-example trust from the raters' std where the dataset ships it.
+  config.pcl.target_mode = 'soft'
+  # 'pseudo' only. Target = trust * one-hot(annotation) + (1 - trust) * sharpened EMA;
+  # with two classes a confident EMA overrules an annotation only where trust < 0.5.
+  # Trust from the raters' std s: erf(|label - label_threshold| / (sqrt(2) s / sqrt(n)))
+  # = 2 P(the annotated side is right) - 1, with n = num_raters (PMEmo, emoMusic: ~10
+  # raters per clip; set it per dataset). Where s is unknown (< 0 or absent), label_trust:
+  # 0.4 = the annotation is right with probability 0.7; it is overruled only where the
+  # sharpened EMA gives the other class > 1 / (2 (1 - 0.4)) = 5/6. Unlabelled rows: 0.
+  config.pcl.num_raters = 10
+  config.pcl.label_trust = 0.4
+  config.pcl.hard_targets = False  # 'pseudo' only: one-hot of the target's argmax.
+  # Examples of the unlabelled stream per step (global, like batch_size), trained on
+  # pseudo labels alone; 0 = no unlabelled stream. Needs a dataset with an unlabelled
+  # split (synthetic benchmark; real datasets with dataset.unlabelled='split').
+  config.pcl.unlabelled_batch_size = 0
 
   # SAML: Style Anchored Memory Learning (damer_jax/saml.py). A FIFO queue of projected
   # embeddings with labels and track ids, and per-class anchors; same-class entries
-  # from *other* tracks are the positives of a supervised InfoNCE loss.
+  # from *other* tracks are the positives of a supervised InfoNCE loss (same-track
+  # entries are left out of it), averaged over the global batch. Rows of the
+  # unlabelled stream are neither queries nor enqueued.
   config.saml = ml_collections.ConfigDict()
   config.saml.enabled = True  # Switch (ablations).
   config.saml.weight = 0.1  # gamma in the total loss.
@@ -114,8 +142,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.saml.temperature = 0.1  # InfoNCE temperature.
   config.saml.key_encoder = 'ema'  # 'ema': momentum copy of the params; 'current': stop-grad.
   config.saml.ema_momentum = 0.99  # Momentum of the key encoder's params.
-  config.saml.anchor_momentum = 0.9  # EMA of the per-class mean key.
+  config.saml.anchor_momentum = 0.9  # EMA of the class-mean key (classes as in positives).
   config.saml.anchor_weight = 0.5  # Weight of the anchor-alignment term inside SAML.
+  # Positives: 'joint' (same valence-arousal quadrant, i.e. the same class of every
+  # target; one softmax; num_classes ** num_targets anchors) or 'per_target' (same
+  # class of one target, a separate softmax per target; per-target anchors).
+  config.saml.positives = 'joint'
 
   # Loss: CE(fusion) + view_weight * (CE(mel) + CE(coch)) [+ PCL, SAML].
   config.loss = ml_collections.ConfigDict()

@@ -160,12 +160,12 @@ def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence'
   from damer_jax import train  # pylint: disable=g-import-not-at-top
   from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
 
-  builder = pipeline.prepare(config)
-  model, state = train.restore_for_inference(config, str(workdir), builder)
+  data = pipeline.create_dataset(config)
+  model, state = train.restore_for_inference(config, str(workdir), data)
   driver = train.create_driver(config, model)
   embeddings, classes, tracks = [], [], []
   for batch, out in train.predict_batches(driver, driver.put_state(state),
-                                          pipeline.eval_batches(builder, config, split)):
+                                          data.eval_batches(config, split)):
     embeddings.append(np.asarray(out['embedding'], np.float32))
     classes.append((batch[target] > config.label_threshold).astype(np.int64))
     tracks.append(batch['track_id'])

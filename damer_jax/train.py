@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from damer_jax import checkpointing
+from damer_jax import data as data_lib
 from damer_jax import losses
 from damer_jax import metrics as metrics_lib
 from damer_jax import models
@@ -50,6 +51,15 @@ def validate_config(config: Any) -> None:
   if config.pcl.enabled and config.pcl.tau_schedule not in ('linear', 'cosine', 'constant'):
     raise ValueError(f'config.pcl.tau_schedule={config.pcl.tau_schedule!r}; use linear, '
                      'cosine or constant.')
+  if config.pcl.enabled and hasattr(pcl, 'validate'):
+    pcl.validate(config)
+  if config.saml.enabled and config.saml.get('positives', 'joint') not in ('joint',
+                                                                           'per_target'):
+    raise ValueError(f"config.saml.positives must be 'joint' or 'per_target', got "
+                     f'{config.saml.positives!r}.')
+  if config.pcl.get('unlabelled_batch_size', 0) < 0:
+    raise ValueError('config.pcl.unlabelled_batch_size must be >= 0, got '
+                     f'{config.pcl.unlabelled_batch_size}.')
 
 
 def learning_rate_schedule(config: Any) -> optax.Schedule:
@@ -65,12 +75,19 @@ def learning_rate_schedule(config: Any) -> optax.Schedule:
 def create_optimizer(config: Any) -> optax.GradientTransformation:
   """AdamW (decay on kernels only) after global-norm clipping."""
   opt = config.optimizer
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  decay_mask = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: _leaf_name(path) == 'kernel', params)
   adamw = optax.adamw(learning_rate_schedule(config), b1=opt.b1, b2=opt.b2,
                       weight_decay=opt.weight_decay, mask=decay_mask)
   if opt.grad_clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), adamw)
   return adamw
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+  """The last key of a pytree path ('kernel', 'bias', 'scale', 'pos_embedding', ...)."""
+  last = path[-1]
+  return str(getattr(last, 'key', getattr(last, 'name', last)))
 
 
 def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -85,15 +102,16 @@ def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
-                       num_train: int = 0) -> TrainState:
+                       num_train: int = 0, num_unlabelled: int = 0) -> TrainState:
   """Initialises parameters, batch statistics, optimiser and module state (unreplicated).
 
   Args:
     config: the experiment config.
     model: the network.
     key: typed root key.
-    num_train: examples in the training split (rows of the PCL table); needed only
-      when config.pcl.enabled.
+    num_train: examples in the training split; needed only when config.pcl.enabled.
+    num_unlabelled: examples in the unlabelled pool; the PCL table has num_train rows,
+      plus num_unlabelled when the unlabelled stream is on (config.pcl.unlabelled_batch_size).
   """
   mel_shape, coch_shape = input_shapes(config)
   init_key, train_key = jax.random.split(key)
@@ -104,7 +122,8 @@ def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
   if config.pcl.enabled:
     if num_train <= 0:
       raise ValueError('PCL needs the size of the training split (num_train > 0).')
-    modules['pcl'] = pcl.init_state(num_train, num_targets, config.num_classes)
+    rows = num_train + (num_unlabelled if data_lib.unlabelled_batch_size(config) else 0)
+    modules['pcl'] = pcl.init_state(rows, num_targets, config.num_classes)
   if config.saml.enabled:
     modules['saml'] = saml.init_state(config.saml.queue_size, config.saml.projection_dim,
                                       num_targets, config.num_classes)
@@ -131,12 +150,16 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
   """One update on one device's batch; gradients averaged over `axis_name`.
 
   loss = CE(fusion) + alpha (CE(mel) + CE(coch)) [+ beta PCL] [+ gamma SAML]; a module
-  that is switched off is neither computed nor holds state.
+  that is switched off is neither computed nor holds state. Every loss is a mean over
+  the global batch (see `losses.global_mean`), and BatchNorm statistics are taken over
+  it too, so the result does not depend on the number of devices (dropout draws aside).
 
   Args:
     state: this device's copy of the TrainState.
     batch: 'mel' [b, n_mels, T], 'coch' [b, n_coch, T], the targets [b], and for PCL
-      'index' [b], for SAML 'track_id' [b].
+      'index' [b], for SAML 'track_id' [b]; optionally 'labelled' [b] (0 = a row of
+      the unlabelled stream: no supervised loss, PCL pseudo labels only) and the
+      raters' 'valence_std' / 'arousal_std' [b] (damer_jax/data.py).
     model, config, schedule: bound with functools.partial.
     axis_name: the mapped device axis.
 
@@ -150,14 +173,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
     outputs, updates = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, batch['mel'], batch['coch'],
         train=True, rngs={'dropout': key}, mutable=['batch_stats'])
-    loss, metrics = losses.supervised_loss(outputs, batch, config)
-    metrics['loss_supervised'] = loss
     new = {'batch_stats': updates['batch_stats']}
+    weights = batch.get('labelled')  # [b] or None (every row annotated).
+    metrics = {}
     if config.pcl.enabled:
-      pcl_loss, new['pcl'], pcl_metrics = pcl.pcl_step(state.pcl, outputs, batch,
-                                                       state.step, config, axis_name)
+      pcl_loss, new['pcl'], metrics, weights = pcl.pcl_step(
+          state.pcl, outputs, batch, state.step, config, axis_name)
+    loss, supervised_metrics = losses.supervised_loss(outputs, batch, config, weights,
+                                                      axis_name)
+    metrics.update(supervised_metrics)
+    metrics['loss_supervised'] = loss
+    if config.pcl.enabled:
       loss = loss + config.pcl.weight * pcl_loss
-      metrics.update(pcl_metrics)
     if config.saml.enabled:
       keys = _saml_keys(state, outputs, batch, model, config)
       saml_loss, new['saml'], saml_metrics = saml.saml_step(
@@ -321,36 +348,43 @@ class _Preemption:
     return False
 
 
-def train_and_evaluate(config: Any, workdir: str) -> TrainState:
+def _default_dataset(config: Any) -> data_lib.Dataset:
+  """The TFDS records of config.dataset (entry points normally pass the data in)."""
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
+  return pipeline.create_dataset(config)
+
+
+def train_and_evaluate(config: Any, workdir: str,
+                       data: data_lib.Dataset | None = None) -> TrainState:
   """Trains, evaluates every `eval_every_steps` and checkpoints; resumes from workdir.
 
-  SIGTERM makes the run save a checkpoint at the current step and return normally; a
-  non-finite loss or gradient ends it with a FloatingPointError naming the step.
-  Returns the final (host-side) TrainState.
+  `data` is what the run reads (damer_jax/data.py); None builds the TFDS records of
+  config.dataset. SIGTERM makes the run save a checkpoint at the current step and
+  return normally; a non-finite loss or gradient ends it with a FloatingPointError
+  naming the step. Returns the final (host-side) TrainState.
   """
-  with _Preemption() as preemption:
-    return _train_loop(config, workdir, preemption)
-
-
-def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainState:
-  """The body of `train_and_evaluate`."""
-  from input_pipeline import pipeline  # TensorFlow enters only here.
-
   validate_config(config)
+  t0 = time.monotonic()
+  if data is None:
+    data = _default_dataset(config)
+  logging.info('Data ready in %.1f s: train %d, unlabelled %d examples; evaluating %s.',
+               time.monotonic() - t0, data.num_train, data.num_unlabelled,
+               ', '.join(data.eval_splits))
+  with _Preemption() as preemption:
+    return _train_loop(config, workdir, data, preemption)
+
+
+def _train_loop(config: Any, workdir: str, data: data_lib.Dataset,
+                preemption: _Preemption) -> TrainState:
+  """The body of `train_and_evaluate`."""
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   writer = reporting.create_writer(workdir, is_main)
 
-  t0 = time.monotonic()
-  builder = pipeline.prepare(config)
-  num_train = pipeline.num_examples(builder, 'train')
-  logging.info('Records ready in %.1f s: %s (train %d, test %d examples).',
-               time.monotonic() - t0, builder.data_dir, num_train,
-               pipeline.num_examples(builder, 'test'))
-
-  model = models.create_model(config)
-  state = create_train_state(config, model, jax.random.key(config.seed), num_train)
+  model = models.create_model(config, axis_name=AXIS)
+  state = create_train_state(config, model, jax.random.key(config.seed), data.num_train,
+                             data.num_unlabelled)
   manager = checkpointing.create_manager(workdir, config)
   state = checkpointing.restore_latest(manager, state)
   start_step = int(state.step)
@@ -362,8 +396,7 @@ def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainStat
     checkpointing.save_config(config, workdir)
 
   driver = create_driver(config, model)
-  train_iter = pipeline.train_iterator(builder, config, seed=_data_seed(config),
-                                        start_step=start_step)
+  train_iter = data.train_batches(config, seed=_data_seed(config), start_step=start_step)
   report_progress = reporting.create_progress_reporter(config.num_train_steps, writer)
 
   state = driver.put_state(state)
@@ -386,12 +419,12 @@ def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainStat
       if is_main:
         reporting.append_jsonl(workdir, reporting.TRAIN_METRICS, {'step': step, **summary})
     if step % config.eval_every_steps == 0 or last:
-      result = evaluate_batches(driver, state, pipeline.eval_batches(builder, config),
-                                config)
-      writer.write_scalars(step, {f'test/{k}': v for k, v in result.items()})
-      if is_main:
-        reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **result})
-      logging.info('eval at step %d: %s', step, result)
+      for split in data.eval_splits:
+        result = evaluate_batches(driver, state, data.eval_batches(config, split), config)
+        writer.write_scalars(step, {f'{split}/{k}': v for k, v in result.items()})
+        if is_main:
+          reporting.append_eval_metrics(workdir, {'step': step, 'split': split, **result})
+        logging.info('eval of %s at step %d: %s', split, step, result)
     if step % config.checkpoint_every_steps == 0 or last or stop:
       guard.flush()
       checkpointing.save(manager, driver.get_state(state))
@@ -408,46 +441,53 @@ def _train_loop(config: Any, workdir: str, preemption: _Preemption) -> TrainStat
   return driver.get_state(state)
 
 
-def restore_for_inference(config: Any, workdir: str, builder: Any = None,
+def restore_for_inference(config: Any, workdir: str, data: Any = None,
                           step: int | None = None) -> tuple[models.DAMER, TrainState]:
-  """The model and the latest (or `step`'s) checkpoint's state (clear error if none)."""
+  """The model and the latest (or `step`'s) checkpoint's state (clear error if none).
+
+  `data` (a damer_jax.data.Dataset) gives the PCL table's size; needed only when
+  config.pcl.enabled.
+  """
   validate_config(config)
   manager = checkpointing.create_manager(workdir, config, create=False)
   checkpointing.resolve_step(manager, step)  # Clear error: no checkpoint or no such step.
-  num_train = 0
+  num_train = num_unlabelled = 0
   if config.pcl.enabled:
-    if builder is None:
-      raise ValueError('Restoring a PCL run needs the dataset builder (table size).')
-    from input_pipeline import pipeline  # TensorFlow enters only here.
-    num_train = pipeline.num_examples(builder, 'train')
+    if data is None:
+      raise ValueError('Restoring a PCL run needs its dataset (the PCL table size).')
+    num_train, num_unlabelled = data.num_train, data.num_unlabelled
   model = models.create_model(config)
   state = checkpointing.restore_latest(
-      manager, create_train_state(config, model, jax.random.key(config.seed), num_train),
+      manager, create_train_state(config, model, jax.random.key(config.seed), num_train,
+                                  num_unlabelled),
       step=step)
   return model, state
 
 
-def evaluate(config: Any, workdir: str, step: int | None = None) -> dict[str, Any]:
-  """Evaluates a checkpoint on the test split and writes `<workdir>/report/`.
+def evaluate(config: Any, workdir: str, step: int | None = None,
+             data: data_lib.Dataset | None = None) -> dict[str, Any]:
+  """Evaluates a checkpoint on the first eval split and writes `<workdir>/report/`.
 
   Appends the fusion head's segment-level row to eval_metrics.jsonl (as training does)
-  and returns the report's metrics (damer_jax/report.py).
+  and returns the report's metrics (damer_jax/report.py). `data` as in
+  `train_and_evaluate`.
   """
   from damer_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib.
-  from input_pipeline import pipeline  # TensorFlow enters only here.
 
-  builder = pipeline.prepare(config)
-  model, state = restore_for_inference(config, workdir, builder, step)
+  if data is None:
+    data = _default_dataset(config)
+  model, state = restore_for_inference(config, workdir, data, step)
   driver = create_driver(config, model)
+  split = data.eval_splits[0]
   pred = report.collect(predict_batches(driver, driver.put_state(state),
-                                        pipeline.eval_batches(builder, config)),
+                                        data.eval_batches(config, split)),
                         tuple(config.targets))
   step = int(state.step)
   if jax.process_index() != 0:
     return {}
   row = metrics_lib.head_metrics(pred.heads['fusion'], pred.values, config)
   row.update(num_examples=len(pred), num_tracks=int(len(np.unique(pred.track_id))))
-  reporting.append_eval_metrics(workdir, {'step': step, 'split': 'test', **row})
+  reporting.append_eval_metrics(workdir, {'step': step, 'split': split, **row})
   report_dir = epath.Path(workdir) / 'report'
   metrics = report.write_report(report_dir, workdir, pred, config, step)
   logging.info('Wrote the evaluation report of step %d to %s.', step, report_dir / 'report.md')

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from damer_jax import data as data_lib  # TF-free: the trainer's Dataset interface.
 from damer_jax import parallel  # TF-free: cross-process helpers.
 from input_pipeline import features as features_lib
 
@@ -82,8 +83,11 @@ def _select(example):
 
 
 def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
-                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled training batches [local_devices, per_device_batch, ...].
+                   start_step: int = 0, split: str = 'train', batch_size: int = 0
+                   ) -> Iterator[dict[str, np.ndarray]]:
+  """Endless shuffled batches of `split` [local_devices, per_device_batch, ...].
+
+  `batch_size` is the global batch (0: config.batch_size).
 
   The stream is a pure function of (`seed`, position), so a run resumed at
   `start_step` reads exactly the batches an uninterrupted run reads from there on:
@@ -96,9 +100,9 @@ def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
   * resuming skips to epoch start_step * batch // n and then the remainder within it,
     so the cost of a resume is reading at most one epoch, not the whole history.
   """
-  per_process, per_device = per_device_batch_size(config.batch_size)
-  split = tfds.split_for_jax_process('train', drop_remainder=True)
-  base = builder.as_dataset(split=split, shuffle_files=False)
+  per_process, per_device = per_device_batch_size(batch_size or config.batch_size)
+  base = builder.as_dataset(split=tfds.split_for_jax_process(split, drop_remainder=True),
+                            shuffle_files=False)
   base = base.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
   if config.dataset.cache:
     base = base.cache()
@@ -106,7 +110,7 @@ def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
   if n <= 0:
     n = sum(1 for _ in base)  # Unknown cardinality: count once.
   if n == 0:
-    raise ValueError(f'The train split of {builder.name} is empty on process '
+    raise ValueError(f'The {split} split of {builder.name} is empty on process '
                      f'{jax.process_index()}; rebuild the records or add data.')
   first_epoch, offset = divmod(start_step * per_process, n)
   buffer = config.dataset.shuffle_buffer
@@ -159,3 +163,50 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return builder.info.splits[split].num_examples
+
+
+class TfdsDataset:
+  """The trainer's `damer_jax.data.Dataset` over a prepared TFDS builder.
+
+  With config.pcl.unlabelled_batch_size > 0 the builder's 'unlabelled' split (real
+  datasets built with config.dataset.unlabelled='split') is a second stream, merged
+  into every training batch after the labelled rows (damer_jax/data.py).
+  """
+
+  eval_splits = ('test',)
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, config: Any):
+    self.builder = builder
+    self.num_train = num_examples(builder, 'train')
+    self.num_unlabelled = 0
+    if data_lib.unlabelled_batch_size(config):
+      if 'unlabelled' not in builder.info.splits:
+        raise ValueError(
+            f'config.pcl.unlabelled_batch_size={config.pcl.unlabelled_batch_size} but '
+            f'{builder.name} has no unlabelled split: build it with '
+            "--config.dataset.unlabelled=split (real datasets), or set "
+            'config.pcl.unlabelled_batch_size=0.')
+      self.num_unlabelled = num_examples(builder, 'unlabelled')
+
+  def train_batches(self, config: Any, *, seed: int, start_step: int = 0
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    labelled = train_iterator(self.builder, config, seed=seed, start_step=start_step)
+    u_size = data_lib.unlabelled_batch_size(config)
+    unlabelled = (train_iterator(self.builder, config, seed=seed + 7_919,
+                                 start_step=start_step, split='unlabelled',
+                                 batch_size=u_size) if u_size else None)
+    for batch in labelled:
+      batch = data_lib.labelled_part(batch)
+      if unlabelled is not None:
+        batch = data_lib.merge_streams(
+            batch, data_lib.unlabelled_part(next(unlabelled), self.num_train))
+      yield batch
+
+  def eval_batches(self, config: Any, split: str) -> Iterator[dict[str, np.ndarray]]:
+    return eval_batches(self.builder, config, split)
+
+
+def create_dataset(config: Any) -> TfdsDataset:
+  """Prepares the records of config.dataset (building them if missing) and wraps them."""
+  builder = prepare(config)
+  return TfdsDataset(builder, config)
