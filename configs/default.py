@@ -69,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.features.fmax = 0.0  # Highest frequency of both views, Hz; 0 = Nyquist.
   # How the cochleagram is made: 'gammatone' (a time-domain gammatone filterbank with
   # its own time resolution: a click is 1-2 frames wide above 500 Hz instead of 4, so
-  # the views differ; ~9x the cost of 'stft', still > 50x real time per core) or 'stft'
+  # the views differ; about 9x the cost of 'stft', measured in docs/features.md) or 'stft'
   # (gammatone power responses on the Mel view's 93 ms STFT: the Mel view's time
   # resolution; configs saved without this field mean 'stft'); see docs/features.md.
   config.features.coch_method = 'gammatone'

@@ -1,25 +1,34 @@
 """The two time-frequency views of a segment: Mel spectrogram and gammatone cochleagram.
 
-Both views come from one short-time Fourier transform of one decode of the audio:
+The Mel view is librosa's Mel filterbank applied to the power spectrogram of a Hann
+STFT (identical to `librosa.feature.melspectrogram` with the same parameters).
 
-* Mel: librosa's Mel filterbank applied to the power spectrogram (identical to
-  `librosa.feature.melspectrogram` with the same parameters).
-* Cochleagram: a bank of 4th-order gammatone filters with centre frequencies equally
-  spaced on the ERB-number scale (Glasberg & Moore 1990) and bandwidths b = 1.019 ERB(fc).
-  Each channel's energy per frame is the power spectrum weighted by the squared magnitude
-  response |H(f)|^2 of the digital gammatone filter that time-domain implementations run
-  (Slaney 1993: the Patterson-Holdsworth gammatone as four second-order sections), with
-  unit gain at fc: the output power of that filter for a signal that is stationary within
-  the frame. Near fc it is the analog gammatone (1 + ((f - fc) / b)^2)^-4; it differs
-  only where the analog formula ignores the negative-frequency image and aliasing (low
-  and very high channels), which is where a time-domain filterbank differs too.
+The cochleagram is a bank of 4th-order gammatone filters with centre frequencies
+equally spaced on the ERB-number scale (Glasberg & Moore 1990) and bandwidths
+b = 1.019 ERB(fc): the digital gammatone that time-domain implementations run (Slaney
+1993: the Patterson-Holdsworth gammatone as four second-order sections, here with unit
+gain at fc). `FeatureSpec.coch_method` chooses how a frame's channel energy is taken:
 
-Both are log-compressed (dB) and normalised with fixed constants, so that loudness
-survives as a cue: a full-scale sine maps to about +2, the -100 dB floor to -2.
+* 'stft': from the Mel view's STFT, as the power spectrum weighted by the filter's
+  squared magnitude response |H(f)|^2: the output power of the filter for a signal
+  that is stationary within the n_fft window (93 ms at the defaults), so the
+  cochleagram has the Mel view's time resolution. Both views cost one STFT.
+* 'gammatone': the same filters run on the audio in the time domain
+  (`scipy.signal.sosfilt`), each channel's output delayed back by its envelope peak
+  (3 / (2 pi b): the filters' onset responses line up across channels and with the
+  Mel view), squared, and averaged over a periodic Hann window of 2 hops (23 ms at the
+  defaults) centred on each frame. The time resolution is the filter's own: a click
+  is 1-2 frames wide (-6 dB) above 500 Hz instead of 4. Low channels run on the audio
+  decimated by 2, 4 or 8 (a 61-tap half-band FIR per halving, -82 dB stop band) where
+  the channel's response above 0.4 times the lower rate is below -60 dB.
 
-Speed: the STFT is a float32 `scipy.fft.rfft` of strided frames; both filterbanks are
+Both views are log-compressed (dB) and normalised with fixed constants, so that loudness
+survives as a cue: a full-scale sine maps to about +2, the -100 dB floor to -2 (each
+cochleagram method is referred to its own response to that sine).
+
+Speed: the STFT is a float32 `scipy.fft.rfft` of strided frames; the filterbanks are
 applied as dense blocks that skip the bins where their weights are zero (Mel) or below
--120 dB (gammatone). docs/features.md gives measured figures.
+-120 dB (gammatone, 'stft'). docs/features.md gives measured figures.
 """
 
 from __future__ import annotations
@@ -31,12 +40,19 @@ from typing import Any
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.signal
 
 _FLOOR_DB = -100.0  # relative to a full-scale sine; everything below is clipped.
 _SCALE_DB = 25.0    # (dB - centre) / scale; the range [-100, 0] maps to [-2, 2].
 _CHUNK_FRAMES = 1024  # STFT frames per chunk in compute_views (~12 s of audio, ~13 MB).
 _BLOCK_ROWS = 16      # Filterbank rows per dense block in compute_views.
 _SKIP_BELOW = 1e-12   # Weights below this fraction of their row's peak are skipped.
+
+COCH_METHODS = ('stft', 'gammatone')
+_CHUNK_SAMPLES = 2**18  # Input samples per chunk of the time-domain filterbank (~12 s).
+_MAX_DECIMATION = 8     # Lowest rate of the time-domain filterbank: sample_rate / 8.
+_SKIRT_BANDWIDTHS = 5.5  # A gammatone is below -60 dB beyond fc + 5.5 b.
+_DITHER = 1e-9          # -180 dB of noise keeps the IIR states out of float32 subnormals.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +68,7 @@ class FeatureSpec:
   mel_fmin: float = 0.0
   coch_fmin: float = 50.0
   fmax: float = 0.0  # 0 means the Nyquist frequency.
+  coch_method: str = 'stft'  # 'stft' or 'gammatone' (see the module docstring).
 
   @property
   def segment_samples(self) -> int:
@@ -82,6 +99,14 @@ class FeatureSpec:
                        f'{self.sample_rate / 2} Hz; lower it or raise the sample rate.')
     if not 0 <= self.coch_fmin < self.max_frequency:
       raise ValueError(f'coch_fmin={self.coch_fmin} must lie in [0, fmax).')
+    _check_coch_method(self)
+
+
+def _check_coch_method(spec: FeatureSpec) -> None:
+  if spec.coch_method not in COCH_METHODS:
+    raise ValueError(f'config.features.coch_method={spec.coch_method!r} is not one of '
+                     f'{COCH_METHODS}: use \'stft\' (cochleagram from the Mel view\'s '
+                     f'STFT) or \'gammatone\' (time-domain gammatone filterbank).')
 
 
 def erb_bandwidth(frequency_hz: np.ndarray) -> np.ndarray:
@@ -114,8 +139,9 @@ def gammatone_response(centres_hz: np.ndarray, frequencies_hz: np.ndarray,
   w = 2 pi fc T, T = 1 / sample_rate, each with one zero at
   exp(-B T) (cos w +- sqrt(3 +- 2^1.5) sin w), so that the cascade's impulse response is
   close to the sampled 4th-order gammatone t^3 exp(-B t) cos(2 pi fc t + phase)
-  (normalised correlation 0.9999 at 100 Hz, 0.99 at 5 kHz); normalised to unit gain at fc. It is the filter `gammatone.filters`
-  (`make_erb_filters`, `erb_filterbank`) runs in the time domain. Near fc it is the
+  (normalised correlation 0.9999 at 100 Hz, 0.99 at 5 kHz); normalised to unit gain at
+  fc. It is the filter `gammatone.filters` (`make_erb_filters`, `erb_filterbank`) runs
+  in the time domain, and the one `gammatone_sos` gives as sections. Near fc it is the
   analog response (1 + ((f - fc) / b)^2)^-4.
 
   Args:
@@ -155,6 +181,146 @@ def gammatone_filterbank(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
   bins = librosa.fft_frequencies(sr=spec.sample_rate, n_fft=spec.n_fft)
   weights = gammatone_response(centres, bins, spec.sample_rate)
   return weights.astype(np.float32), centres
+
+
+def gammatone_sos(centres_hz: np.ndarray, sample_rate: float) -> np.ndarray:
+  """Second-order sections [channels, 4, 6] (float64) of the digital 4th-order gammatones.
+
+  The filters of `gammatone_response` (same poles and zeros, unit gain at fc), in the
+  layout of `scipy.signal.sosfilt`; the gain is shared equally by the four sections.
+  """
+  fc = np.asarray(centres_hz, np.float64)
+  step = 1.0 / sample_rate
+  decay = np.exp(-2 * np.pi * 1.019 * erb_bandwidth(fc) * step)[:, None]
+  arg = 2 * np.pi * fc * step
+  cos, sin = np.cos(arg)[:, None], np.sin(arg)[:, None]
+  roots = np.array([np.sqrt(3 + 2**1.5), -np.sqrt(3 + 2**1.5),
+                    np.sqrt(3 - 2**1.5), -np.sqrt(3 - 2**1.5)])
+  sos = np.zeros((len(fc), 4, 6))
+  sos[..., 0] = 1.0
+  sos[..., 1] = -decay * (cos + roots * sin)
+  sos[..., 3] = 1.0
+  sos[..., 4] = -2.0 * decay * cos
+  sos[..., 5] = decay**2
+  z1 = np.exp(-1j * arg)[:, None]
+  gain = np.prod((sos[..., 0] + sos[..., 1] * z1) /
+                 (1.0 + sos[..., 4] * z1 + sos[..., 5] * z1**2), axis=-1)
+  sos[..., :3] *= (np.abs(gain)**-0.25)[:, None, None]
+  return sos
+
+
+@dataclasses.dataclass(frozen=True)
+class _RateGroup:
+  """Gammatone channels run at sample_rate / factor, with their filters and delays."""
+
+  factor: int
+  channels: np.ndarray  # [k] indices into the n_coch channels.
+  sos: np.ndarray       # [k, 4, 6] float32, designed for sample_rate / factor.
+  delays: np.ndarray    # [k] envelope-peak delays, samples at sample_rate / factor.
+
+
+@functools.lru_cache(maxsize=8)
+def _rate_groups(spec: FeatureSpec) -> tuple[_RateGroup, ...]:
+  """The time-domain filterbank's channels grouped by the rate they run at.
+
+  A channel runs at sample_rate / 2^k (k <= 3, 2^k dividing hop_length) if its
+  response is below -60 dB above 0.4 times that rate (fc + 5.5 b <= 0.4 rate): there
+  the half-band decimators pass it within 0.001 dB and keep aliases 82 dB down. Its
+  filter is the same cascade designed for the lower rate; as b / rate grows the cascade
+  departs a little from the full-rate one (docs/features.md: 0.08 dB mean frame
+  difference on music, 0.14 dB in the lowest 13 channels), which is why k stops at 3.
+  """
+  centres = erb_space(spec.coch_fmin, spec.max_frequency, spec.n_coch)
+  bandwidth = 1.019 * erb_bandwidth(centres)
+  factors = np.ones(len(centres), int)
+  factor = 2
+  while factor <= _MAX_DECIMATION and spec.hop_length % factor == 0:
+    fits = centres + _SKIRT_BANDWIDTHS * bandwidth <= 0.4 * spec.sample_rate / factor
+    factors[fits] = factor
+    factor *= 2
+  groups = []
+  for factor in sorted(set(factors.tolist())):
+    channels = np.flatnonzero(factors == factor)
+    rate = spec.sample_rate / factor
+    sos = gammatone_sos(centres[channels], rate).astype(np.float32)
+    delays = np.round(3.0 / (2 * np.pi * bandwidth[channels]) * rate).astype(int)
+    groups.append(_RateGroup(factor, channels, sos, delays))
+  return tuple(groups)
+
+
+@functools.lru_cache(maxsize=1)
+def _halfband() -> np.ndarray:
+  """Decimate-by-2 low-pass [61], float32: flat to 0.4, -82 dB from 0.6 (x Nyquist)."""
+  return scipy.signal.firwin(61, 0.5, window=('kaiser', 8.0)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _dither(num_samples: int) -> np.ndarray:
+  """Fixed noise [num_samples], float32, at -180 dB re full scale."""
+  noise = np.random.default_rng(0).standard_normal(num_samples)
+  return (_DITHER * noise).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_halves(hop: int) -> np.ndarray:
+  """A periodic Hann window of 2 hops, weights summing to 1, as [hop, 2] halves."""
+  window = np.hanning(2 * hop + 1)[:-1] / hop
+  return np.stack([window[:hop], window[hop:]], axis=1).astype(np.float32)
+
+
+def _frame_energy(power: np.ndarray, hop: int, num_frames: int) -> np.ndarray:
+  """Hann-weighted means [..., num_frames] of power [..., (num_frames + 1) * hop].
+
+  Frame t averages power[t * hop:(t + 2) * hop] with a periodic Hann window of 2 hops:
+  centred on sample (t + 1) * hop of `power`. The windows overlap by half and their
+  weights add up to 1 at every sample, so no sample's energy is lost or counted twice;
+  the window's main lobe ends at the frame rate, which keeps envelope aliasing low.
+  """
+  blocks = power.reshape(power.shape[:-1] + (num_frames + 1, hop)) @ _window_halves(hop)
+  return blocks[..., :-1, 0] + blocks[..., 1:, 1]
+
+
+def _gammatone_chunk(batch: np.ndarray, spec: FeatureSpec, out: np.ndarray) -> None:
+  """Fills out [S, n_coch, num_frames] with the channel powers of batch [S, samples]."""
+  hop, num_frames = spec.hop_length, out.shape[-1]
+  groups = _rate_groups(spec)
+  lag = max(int(g.delays.max()) * g.factor for g in groups)
+  length = -(-((num_frames + 1) * hop + lag) // _MAX_DECIMATION) * _MAX_DECIMATION
+  # One hop of silence first: frame t is centred on sample t * hop of the segment.
+  audio = np.broadcast_to(_dither(length), (len(batch), length)).copy()
+  audio[:, hop:hop + batch.shape[1]] += batch
+  factor = 1
+  for group in groups:
+    while factor < group.factor:
+      audio = scipy.signal.resample_poly(audio, 1, 2, axis=-1, window=_halfband())
+      factor *= 2
+    group_hop = hop // factor
+    needed = (num_frames + 1) * group_hop
+    for channel, sos, delay in zip(group.channels, group.sos, group.delays):
+      output = scipy.signal.sosfilt(sos, audio, axis=-1)[:, delay:delay + needed]
+      out[:, channel] = _frame_energy(np.square(output), group_hop, num_frames)
+
+
+def gammatone_power(segments: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+  """Time-domain gammatone channel powers [..., n_coch, 1 + samples // hop], float32.
+
+  The 'gammatone' cochleagram before log compression (see the module docstring): a
+  sine of amplitude A at a channel's centre frequency gives that channel A^2 / 2.
+  Each segment is filtered on its own, starting from rest, with zeros after it (as
+  the centred STFT pads), in chunks of about _CHUNK_SAMPLES samples.
+
+  Args:
+    segments: float [num_segments, samples] or [samples].
+    spec: feature parameters.
+  """
+  segments = np.asarray(segments, np.float32)
+  batch = segments.reshape(-1, segments.shape[-1])
+  num_frames = 1 + batch.shape[1] // spec.hop_length
+  out = np.empty((len(batch), spec.n_coch, num_frames), np.float32)
+  chunk = max(1, _CHUNK_SAMPLES // batch.shape[1])
+  for start in range(0, len(batch), chunk):
+    _gammatone_chunk(batch[start:start + chunk], spec, out[start:start + chunk])
+  return out.reshape(segments.shape[:-1] + out.shape[1:])
 
 
 @functools.lru_cache(maxsize=8)
@@ -198,6 +364,14 @@ def _full_scale_db(spec: FeatureSpec) -> tuple[float, float]:
           float(10 * np.log10(np.median(coch.max(axis=0)))))
 
 
+@functools.lru_cache(maxsize=8)
+def _gammatone_full_scale_db(spec: FeatureSpec) -> float:
+  """dB of the strongest time-domain gammatone channel for a full-scale 1 kHz sine."""
+  t = np.arange(spec.segment_samples) / spec.sample_rate
+  power = gammatone_power(np.sin(2 * np.pi * 1000.0 * t), spec)
+  return float(10 * np.log10(np.median(power.max(axis=0))))
+
+
 def log_normalise(power: np.ndarray, full_scale_db: float) -> np.ndarray:
   """dB relative to full scale, clipped at -100 dB, mapped affinely to about [-2, 2]."""
   db = 10.0 * np.log10(np.maximum(power, 1e-20)) - full_scale_db
@@ -207,16 +381,19 @@ def log_normalise(power: np.ndarray, full_scale_db: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _view_blocks(spec: FeatureSpec) -> tuple[tuple[int, int, int, np.ndarray], ...]:
-  """Both filterbanks as dense blocks (first_bin, end_bin, first_row, weights [bins, rows]).
+  """STFT filterbanks as dense blocks (first_bin, end_bin, first_row, weights [bins, rows]).
 
-  Rows are the Mel bands, then the gammatone channels; each bank is cut into groups of
+  Rows are the Mel bands, then (coch_method 'stft') the gammatone channels; each bank
+  is cut into groups of
   _BLOCK_ROWS rows, and a group keeps only the bins where one of its weights exceeds
   _SKIP_BELOW times its row's peak. Mel weights are exactly zero outside their
   triangles; the gammatone weights skipped are below -120 dB (tests check that the
   result equals the dense product).
   """
   blocks = []
-  banks = ((0, mel_filterbank(spec)), (spec.n_mels, gammatone_filterbank(spec)[0]))
+  banks = [(0, mel_filterbank(spec))]
+  if spec.coch_method == 'stft':
+    banks.append((spec.n_mels, gammatone_filterbank(spec)[0]))
   for offset, bank in banks:
     keep = bank > _SKIP_BELOW * bank.max(axis=1, keepdims=True)
     for row in range(0, len(bank), _BLOCK_ROWS):
@@ -229,21 +406,40 @@ def _view_blocks(spec: FeatureSpec) -> tuple[tuple[int, int, int, np.ndarray], .
 
 @functools.lru_cache(maxsize=8)
 def _view_offsets(spec: FeatureSpec) -> np.ndarray:
-  """Per-row offsets [n_mels + n_coch] that fold log_normalise into one affine map.
+  """Per-row offsets [rows of _view_blocks] that fold log_normalise into one affine map.
 
   normalised = 10 / _SCALE_DB * log10(power) - offset, then clipped at the floor.
   """
   mel_db, coch_db = _full_scale_db(spec)
-  full_scale = np.repeat([mel_db, coch_db], [spec.n_mels, spec.n_coch])
-  return ((full_scale + _FLOOR_DB / 2) / _SCALE_DB).astype(np.float32)
+  if spec.coch_method == 'stft':
+    full_scale = np.repeat([mel_db, coch_db], [spec.n_mels, spec.n_coch])
+  else:
+    full_scale = np.full(spec.n_mels, mel_db)
+  return _offsets(full_scale)
+
+
+def _offsets(full_scale_db: np.ndarray) -> np.ndarray:
+  return ((np.asarray(full_scale_db) + _FLOOR_DB / 2) / _SCALE_DB).astype(np.float32)
+
+
+def _normalise_in_place(power: np.ndarray, offsets: np.ndarray) -> None:
+  """log_normalise(power) in place, float32, with offsets from _offsets."""
+  np.maximum(power, 1e-20, out=power)
+  np.log10(power, out=power)
+  power *= 10.0 / _SCALE_DB
+  power -= offsets
+  np.maximum(power, _FLOOR_DB / 2 / _SCALE_DB, out=power)  # the -100 dB floor: -2.
 
 
 def compute_views(segments: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
-  """Both views of a batch of segments from one STFT.
+  """Both views of a batch of segments.
 
   Each segment is analysed on its own (centred frames, zero padding at its edges), in
-  chunks of about _CHUNK_FRAMES frames so that memory stays small for long tracks. The
-  result equals log_normalise(filterbank @ power_spectrogram(segments)) for each view.
+  chunks of about _CHUNK_FRAMES frames (STFT) or _CHUNK_SAMPLES samples (time-domain
+  filterbank) so that memory stays small for long tracks. The Mel view equals
+  log_normalise(mel_filterbank @ power_spectrogram(segments)); the cochleagram is made
+  as spec.coch_method says: 'stft' from the same power spectrogram, 'gammatone' from
+  gammatone_power(segments).
 
   Args:
     segments: float [num_segments, segment_samples] (or [segment_samples]).
@@ -258,9 +454,9 @@ def compute_views(segments: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, 
   if segments.ndim not in (1, 2):
     raise ValueError(f'compute_views expects segments [num_segments, samples] or '
                      f'[samples], got shape {segments.shape}; cut audio with segment_audio.')
+  _check_coch_method(spec)
   batch = segments[None] if segments.ndim == 1 else segments
   blocks, offsets = _view_blocks(spec), _view_offsets(spec)
-  floor = _FLOOR_DB / 2 / _SCALE_DB  # the -100 dB floor after normalisation: -2.
   num_frames = 1 + batch.shape[1] // spec.hop_length
   out = np.empty((len(batch), num_frames, len(offsets)), np.float32)
   chunk = max(1, _CHUNK_FRAMES // num_frames)
@@ -270,14 +466,14 @@ def compute_views(segments: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, 
     bands = out[start:start + chunk].reshape(-1, len(offsets))
     for first, end, row, weights in blocks:
       np.matmul(power[:, first:end], weights, out=bands[:, row:row + weights.shape[1]])
-    np.maximum(bands, 1e-20, out=bands)
-    np.log10(bands, out=bands)
-    bands *= 10.0 / _SCALE_DB
-    bands -= offsets
-    np.maximum(bands, floor, out=bands)
+    _normalise_in_place(bands, offsets)
   views = np.swapaxes(out, 1, 2)
   mel = np.ascontiguousarray(views[:, :spec.n_mels])
-  coch = np.ascontiguousarray(views[:, spec.n_mels:])
+  if spec.coch_method == 'stft':
+    coch = np.ascontiguousarray(views[:, spec.n_mels:])
+  else:
+    coch = gammatone_power(batch, spec)
+    _normalise_in_place(coch, _offsets(_gammatone_full_scale_db(spec)))
   if segments.ndim == 1:
     return mel[0], coch[0]
   return mel, coch
@@ -298,5 +494,6 @@ def num_segments(num_samples: int, spec: FeatureSpec) -> int:
 
 
 __all__ = ['FeatureSpec', 'compute_views', 'segment_audio', 'erb_space', 'erb_bandwidth',
-           'mel_filterbank', 'gammatone_filterbank', 'gammatone_response',
-           'power_spectrogram', 'log_normalise', 'num_segments']
+           'mel_filterbank', 'gammatone_filterbank', 'gammatone_response', 'gammatone_sos',
+           'gammatone_power', 'power_spectrogram', 'log_normalise', 'num_segments',
+           'COCH_METHODS']

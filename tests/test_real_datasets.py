@@ -101,7 +101,7 @@ def test_memo2496_segments_and_labels_follow_the_1hz_clock(memo):
 
 def test_memo2496_views_come_from_one_decode_of_the_file(memo, memo_dir):
   _, examples, _ = memo
-  spec = F.FeatureSpec()
+  spec = F.FeatureSpec.from_config(tiny_config().features)
   for name, path in [('4', 'song_4.wav'), ('5', 'song_5.wav')]:  # 5: 16 kHz stereo.
     audio = load_audio(os.path.join(memo_dir, 'MusicRawData', path), spec.sample_rate)
     mel, coch = F.compute_views(F.segment_audio(audio, spec)[2:3], spec)
