@@ -8,6 +8,13 @@ Each head predicts both targets: logits [B, num_targets, num_classes] for
 classification, values in [-1, 1] [B, num_targets] for regression. The per-view heads
 read each encoder's own tokens (before cross attention), so the two views' predictions
 stay independent; PCL's cross-view consistency relies on that.
+
+BatchNorm in the convolutional stems is synchronised across devices when the model is
+built with `axis_name` (the data-parallel axis, `create_model(config, axis_name=...)`):
+with train=True its batch statistics are then those of the global batch, so training
+does not depend on the number of devices, and the model must be applied inside
+jax.pmap / shard_map over that axis. With train=False the running statistics are used
+and no collective runs, so inference works unmapped whatever `axis_name` is.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class ViewEncoder(nn.Module):
 
   Input [B, F, T] (frequency bins or channels by frames); output tokens [B, T', D] with
   T' = ceil(T / 2) (the stem halves time once and frequency at every conv).
+  `axis_name`: device axis over which BatchNorm's training statistics are averaged
+  (None: this device's batch only).
   """
 
   width: int
@@ -66,6 +75,7 @@ class ViewEncoder(nn.Module):
   mlp_ratio: int = 2
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, spec, *, train: bool):
@@ -73,7 +83,8 @@ class ViewEncoder(nn.Module):
     for i, features in enumerate(self.conv_features):
       x = nn.Conv(features, (3, 3), strides=(2 if i == 0 else 1, 2), use_bias=False,
                   dtype=self.dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                       axis_name=self.axis_name)(x)
       x = nn.gelu(x)
     b, t, f, c = x.shape
     x = nn.Dense(self.width, dtype=self.dtype)(x.reshape(b, t, f * c))  # [B, T', D]
@@ -147,6 +158,8 @@ class DAMER(nn.Module):
   Returns a dict: 'mel', 'coch', 'fusion' (head outputs, see module docstring),
   'embedding' [B, D] (the fused representation) and, with projection_dim > 0,
   'projection' [B, projection_dim] (L2-normalised MLP projection of it, for SAML).
+  With `axis_name` set, train=True must run inside a map over that device axis
+  (synchronised BatchNorm); train=False runs anywhere.
   """
 
   num_targets: int = 2
@@ -162,12 +175,14 @@ class DAMER(nn.Module):
   dsaf_blocks: int = 1
   projection_dim: int = 0  # > 0 adds the SAML projection head ('projection' output).
   dtype: Any = jnp.float32  # Computation dtype of encoders and DSAF (bfloat16: mixed).
+  axis_name: str | None = None  # Device axis of synchronised BatchNorm (None: local).
 
   @nn.compact
   def __call__(self, mel, coch, *, train: bool = False) -> dict[str, Any]:
     encoder = dict(width=self.width, conv_features=tuple(self.conv_features),
                    num_layers=self.encoder_layers, num_heads=self.num_heads,
-                   mlp_ratio=self.mlp_ratio, dropout=self.dropout, dtype=self.dtype)
+                   mlp_ratio=self.mlp_ratio, dropout=self.dropout, dtype=self.dtype,
+                   axis_name=self.axis_name)
     mel_tokens = ViewEncoder(**encoder, name='mel_encoder')(mel, train=train)
     coch_tokens = ViewEncoder(**encoder, name='coch_encoder')(coch, train=train)
     head = dict(num_targets=self.num_targets, num_classes=self.num_classes, task=self.task)
@@ -190,8 +205,15 @@ class DAMER(nn.Module):
     return outputs
 
 
-def create_model(config: Any) -> DAMER:
-  """DAMER configured by `config.model`, `config.dsaf`, `config.task`, `config.targets`."""
+def create_model(config: Any, axis_name: str | None = None) -> DAMER:
+  """DAMER configured by `config.model`, `config.dsaf`, `config.task`, `config.targets`.
+
+  Args:
+    config: the experiment config.
+    axis_name: the data-parallel device axis for synchronised BatchNorm (training
+      inside jax.pmap / shard_map, e.g. 'batch'); None for per-device statistics.
+      Inference (train=False) needs no axis either way.
+  """
   if config.task not in ('classification', 'regression'):
     raise ValueError(f"config.task must be 'classification' or 'regression', got "
                      f'{config.task!r}.')
@@ -202,7 +224,7 @@ def create_model(config: Any) -> DAMER:
                mlp_ratio=m.mlp_ratio, dropout=m.dropout,
                dsaf_enabled=config.dsaf.enabled, dsaf_blocks=config.dsaf.num_blocks,
                projection_dim=config.saml.projection_dim if config.saml.enabled else 0,
-               dtype=_dtype(config.model.get('dtype', 'float32')))
+               dtype=_dtype(config.model.get('dtype', 'float32')), axis_name=axis_name)
 
 
 def _dtype(name: str) -> Any:

@@ -1,19 +1,35 @@
 """SAML, Style Anchored Memory Learning: a memory queue and class anchors.
 
 A FIFO queue holds K L2-normalised projected embeddings ("keys", stop-gradient, from
-the key encoder) with their class per target and their track id. The current
-encoder's projections ("queries") are trained with a supervised InfoNCE loss against
-the queue whose positives are same-class entries from *other* tracks, plus an anchor
-term pulling each query to the EMA anchor of its class. Segments of one emotion from
+the key encoder) with their SAML labels and their track id. The current encoder's
+projections ("queries") are trained with a supervised InfoNCE loss against the queue
+whose positives are same-label entries from *other* tracks, plus an anchor term
+pulling each query to the EMA anchor of its label. Segments of one emotion from
 different tracks are thereby pulled together, which counters cross-track drift.
+
+SAML labels (config.saml.positives):
+* 'joint': one label set, the joint emotion class over all targets (the
+  valence-arousal quadrant for two binary targets), class = sum_t class_t * C**t;
+  one softmax per query; C**T anchors.
+* 'per_target': one label set per target (the class of that target); a separate
+  softmax per (query, target); T * C anchors.
+A "label set" is one of the A columns of the labels (A = 1 joint, A = T per target),
+with G classes each (G = C**T joint, G = C per target).
+
+Rows of the unlabelled stream ('labelled' = 0) and padding ('mask' = 0) are neither
+queries nor enqueued nor used for the anchors. The InfoNCE and anchor losses average
+over the (query, label set) terms of the *global* batch: `saml_step`'s per-device loss
+is n_devices * local sum / global count (lax.psum over the axis), so the mean of the
+per-device gradients is the gradient of the global-batch loss, whatever the number of
+devices.
 
 Everything here is a pure function of a `SAMLState`. `saml_step` is the per-device
 piece of the train step: under data parallelism it all-gathers the keys, labels,
 track ids and mask over the named axis and every replica enqueues the same gathered
 batch, so the queues and anchors stay identical on all devices.
 
-Shapes: K queue size, P projection width, T targets, C classes per target,
-N / B / b batch sizes.
+Shapes: K queue size, P projection width, T targets, C classes per target, A label
+sets, G classes per label set, N / B / b batch sizes.
 """
 
 from __future__ import annotations
@@ -22,10 +38,12 @@ from typing import Any
 
 import flax.struct
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from damer_jax import losses
 
+POSITIVES = ('joint', 'per_target')
 _MASKED_LOGIT = -1e9  # Finite "minus infinity": no NaN in softmax or its gradient.
 
 
@@ -35,12 +53,12 @@ class SAMLState:
 
   Attributes:
     queue_keys: float32 [K, P] L2-normalised key embeddings.
-    queue_labels: int32 [K, T] class of each entry per target.
+    queue_labels: int32 [K, A] SAML label of each entry per label set.
     queue_tracks: int32 [K] track id of each entry (-1 while empty).
     queue_valid: bool [K] whether the slot has been written.
     pointer: int32 [] next write position.
-    anchors: float32 [T, C, P] L2-normalised EMA of the class-mean keys.
-    anchors_valid: bool [T, C] whether the anchor has been set.
+    anchors: float32 [A, G, P] L2-normalised EMA of the label-mean keys.
+    anchors_valid: bool [A, G] whether the anchor has been set.
   """
 
   queue_keys: jax.Array
@@ -52,16 +70,45 @@ class SAMLState:
   anchors_valid: jax.Array
 
 
-def init_state(queue_size: int, dim: int, num_targets: int, num_classes: int) -> SAMLState:
-  """An empty queue of `queue_size` entries of width `dim`, no anchors yet."""
+def label_sets(num_targets: int, num_classes: int, positives: str) -> tuple[int, int]:
+  """(A, G): label sets and classes per set of the positives mode (see module doc)."""
+  if positives == 'joint':
+    return 1, num_classes ** num_targets
+  if positives == 'per_target':
+    return num_targets, num_classes
+  raise ValueError(f'config.saml.positives must be one of {POSITIVES}, got {positives!r}.')
+
+
+def saml_labels(classes: jax.Array, num_classes: int, positives: str) -> jax.Array:
+  """int32 [N, A] SAML labels from the classes per target int [N, T].
+
+  'joint': [N, 1] joint class sum_t classes[:, t] * C**t; 'per_target': the classes.
+  """
+  classes = jnp.asarray(classes, jnp.int32)
+  label_sets(classes.shape[1], num_classes, positives)  # Validates `positives`.
+  if positives == 'per_target':
+    return classes
+  powers = num_classes ** jnp.arange(classes.shape[1], dtype=jnp.int32)
+  return (classes * powers).sum(axis=1, keepdims=True)
+
+
+def init_state(queue_size: int, dim: int, num_targets: int, num_classes: int,
+               positives: str = 'joint') -> SAMLState:
+  """An empty queue of `queue_size` entries of width `dim`, no anchors yet.
+
+  The label fields take the shapes of `positives` (config.saml.positives): labels
+  [K, A] and anchors [A, G, P] with (A, G) = label_sets(num_targets, num_classes,
+  positives).
+  """
+  sets, groups = label_sets(num_targets, num_classes, positives)
   return SAMLState(
       queue_keys=jnp.zeros((queue_size, dim), jnp.float32),
-      queue_labels=jnp.zeros((queue_size, num_targets), jnp.int32),
+      queue_labels=jnp.zeros((queue_size, sets), jnp.int32),
       queue_tracks=jnp.full((queue_size,), -1, jnp.int32),
       queue_valid=jnp.zeros((queue_size,), bool),
       pointer=jnp.zeros((), jnp.int32),
-      anchors=jnp.zeros((num_targets, num_classes, dim), jnp.float32),
-      anchors_valid=jnp.zeros((num_targets, num_classes), bool))
+      anchors=jnp.zeros((sets, groups, dim), jnp.float32),
+      anchors_valid=jnp.zeros((sets, groups), bool))
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-6) -> jax.Array:
@@ -89,7 +136,7 @@ def enqueue(state: SAMLState, keys: jax.Array, labels: jax.Array, tracks: jax.Ar
   Args:
     state: the current state.
     keys: float [N, P] L2-normalised keys (stop-gradient is applied here).
-    labels: int [N, T] class per target.
+    labels: int [N, A] SAML labels (`saml_labels`).
     tracks: int [N] track ids.
     valid: optional bool [N]; False rows (padding) are not written.
 
@@ -113,25 +160,25 @@ def enqueue(state: SAMLState, keys: jax.Array, labels: jax.Array, tracks: jax.Ar
 
 def update_anchors(state: SAMLState, keys: jax.Array, labels: jax.Array, momentum: float,
                    valid: jax.Array | None = None) -> SAMLState:
-  """EMA of the class-mean keys, per target and class.
+  """EMA of the label-mean keys, per label set and label.
 
-  For each target t and class c with members among the valid rows:
-  anchor <- normalize(m * anchor + (1 - m) * mean(keys of class c)), or
-  normalize(mean) the first time. Classes absent from the batch keep their anchor.
+  For each label set a and label g with members among the valid rows:
+  anchor <- normalize(m * anchor + (1 - m) * mean(keys of label g)), or
+  normalize(mean) the first time. Labels absent from the batch keep their anchor.
 
   Args:
     state: the current state.
     keys: float [N, P] keys (stop-gradient is applied here).
-    labels: int [N, T] class per target.
+    labels: int [N, A] SAML labels.
     momentum: m in [0, 1].
     valid: optional bool [N]; False rows are ignored.
   """
-  num_classes = state.anchors.shape[1]
+  num_labels = state.anchors.shape[1]
   keys = jax.lax.stop_gradient(keys).astype(jnp.float32)
   valid = _valid_mask(valid, keys.shape[0])
-  members = jax.nn.one_hot(labels, num_classes) * valid[:, None, None]  # [N, T, C]
-  counts = members.sum(axis=0)  # [T, C]
-  sums = jnp.einsum('ntc,np->tcp', members, keys, precision=jax.lax.Precision.HIGHEST)
+  members = jax.nn.one_hot(labels, num_labels) * valid[:, None, None]  # [N, A, G]
+  counts = members.sum(axis=0)  # [A, G]
+  sums = jnp.einsum('nag,np->agp', members, keys, precision=jax.lax.Precision.HIGHEST)
   means = sums / jnp.maximum(counts, 1.0)[..., None]
   blended = momentum * state.anchors + (1.0 - momentum) * means
   updated = l2_normalize(jnp.where(state.anchors_valid[..., None], blended, means))
@@ -140,71 +187,86 @@ def update_anchors(state: SAMLState, keys: jax.Array, labels: jax.Array, momentu
                        anchors_valid=state.anchors_valid | present)
 
 
+def _global_ratio(numerator: jax.Array, denominator: jax.Array, axis_name: str | None
+                  ) -> jax.Array:
+  """sum(numerator) / max(sum(denominator), 1) over the global batch."""
+  numerator, denominator = numerator.sum(), denominator.sum()
+  if axis_name is not None:
+    numerator, denominator = lax.psum((numerator, denominator), axis_name)
+  return numerator / jnp.maximum(denominator, 1.0)
+
+
 def info_nce(queries: jax.Array, labels: jax.Array, tracks: jax.Array, state: SAMLState,
-             temperature: float, valid: jax.Array | None = None
-             ) -> tuple[jax.Array, jax.Array]:
+             temperature: float, valid: jax.Array | None = None,
+             axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
   """Supervised (SupCon-style) InfoNCE of the queries against the queue.
 
-  For target t and query i the candidates are the valid queue entries from tracks
+  For label set a and query i the candidates are the valid queue entries from tracks
   other than track i; entries of the query's own track are excluded entirely (not
   positives and not in the softmax denominator either): in the memory they are the
   same piece's style, so as positives they would be trivial and as negatives they
-  would push segments of one track apart. Positives are the candidates of the same
-  class for target t. With logits = q . k / temperature over the candidates,
-  loss(i, t) = -mean over positives p of log_softmax(logits)[p].
+  would push segments of one track apart. Positives are the candidates with the
+  query's label in set a (the same joint class, or the same class of target a).
+  With logits = q . k / temperature over the candidates,
+  loss(i, a) = -mean over positives p of log_softmax(logits)[p].
 
-  The loss averages loss(i, t) over the (valid query, target) pairs that have at
+  The loss averages loss(i, a) over the (valid query, label set) pairs that have at
   least one positive; pairs without positives contribute nothing, and the loss is 0
   (with a finite, zero gradient) when no pair has one, e.g. with an empty queue.
 
   Args:
     queries: float [B, P] L2-normalised, with gradient.
-    labels: int [B, T] class per target.
+    labels: int [B, A] SAML labels (`saml_labels`), the queue's labelling.
     tracks: int [B] track ids.
     state: the queue (stop-gradient is applied to its keys).
     temperature: softmax temperature.
-    valid: optional bool [B]; False rows (padding) are ignored.
+    valid: optional bool [B]; False rows (padding, unlabelled) are not queries.
+    axis_name: the mapped device axis, or None. With an axis the average is over the
+      global batch: the loss is this device's share n_devices * local sum / global
+      count (its mean over devices is the global loss) and the fraction is global.
 
   Returns:
-    (scalar loss, fraction of valid (query, target) pairs that had a positive).
+    (scalar loss, fraction of valid (query, label set) pairs that had a positive).
   """
   valid = _valid_mask(valid, queries.shape[0])
   queue_keys = jax.lax.stop_gradient(state.queue_keys)
-  logits = queries.astype(jnp.float32) @ queue_keys.T / temperature  # [B, K]
+  logits = jnp.matmul(queries.astype(jnp.float32), queue_keys.T,
+                      precision=lax.Precision.HIGHEST) / temperature  # [B, K]
   candidates = state.queue_valid[None, :] & (state.queue_tracks[None, :] != tracks[:, None])
   log_prob = jax.nn.log_softmax(jnp.where(candidates, logits, _MASKED_LOGIT), axis=-1)
-  same_class = labels[:, :, None] == state.queue_labels.T[None, :, :]  # [B, T, K]
-  positives = (same_class & candidates[:, None, :]).astype(jnp.float32)
-  num_positives = positives.sum(axis=-1)  # [B, T]
-  has_positive = (num_positives > 0) & valid[:, None]
+  same_label = labels[:, :, None] == state.queue_labels.T[None, :, :]  # [B, A, K]
+  positives = (same_label & candidates[:, None, :]).astype(jnp.float32)
+  num_positives = positives.sum(axis=-1)  # [B, A]
+  has_positive = ((num_positives > 0) & valid[:, None]).astype(jnp.float32)
   per_pair = -(positives * log_prob[:, None, :]).sum(-1) / jnp.maximum(num_positives, 1.0)
-  weight = has_positive.astype(jnp.float32)
-  loss = (per_pair * weight).sum() / jnp.maximum(weight.sum(), 1.0)
-  num_pairs = jnp.maximum(valid.sum() * labels.shape[1], 1).astype(jnp.float32)
-  return loss, weight.sum() / num_pairs
+  loss = losses.global_mean(per_pair, has_positive, axis_name)
+  pairs = jnp.broadcast_to(valid[:, None], has_positive.shape).astype(jnp.float32)
+  return loss, _global_ratio(has_positive, pairs, axis_name)
 
 
 def anchor_loss(queries: jax.Array, labels: jax.Array, state: SAMLState,
-                valid: jax.Array | None = None) -> jax.Array:
-  """Mean of 1 - cos(query, anchors[t, label]) over valid (query, target) pairs.
+                valid: jax.Array | None = None, axis_name: str | None = None
+                ) -> jax.Array:
+  """Mean of 1 - cos(query, anchors[a, label]) over valid (query, label set) pairs.
 
-  Pairs whose class anchor is not set yet are left out; 0 when no pair remains.
-  Anchors are stop-gradient.
+  Pairs whose anchor is not set yet are left out; 0 when no pair remains. Anchors are
+  stop-gradient.
 
   Args:
     queries: float [B, P], with gradient.
-    labels: int [B, T] class per target.
-    state: holds the anchors [T, C, P].
+    labels: int [B, A] SAML labels.
+    state: holds the anchors [A, G, P].
     valid: optional bool [B]; False rows are ignored.
+    axis_name: the mapped device axis, or None; with an axis the mean is over the
+      global batch and the value is this device's share (as in `info_nce`).
   """
   valid = _valid_mask(valid, queries.shape[0])
-  num_targets = labels.shape[1]
-  target_index = jnp.arange(num_targets)[None, :]
-  anchors = jax.lax.stop_gradient(state.anchors)[target_index, labels]  # [B, T, P]
-  weight = (state.anchors_valid[target_index, labels] & valid[:, None]).astype(jnp.float32)
-  cosine = jnp.einsum('bp,btp->bt', l2_normalize(queries.astype(jnp.float32)),
-                      l2_normalize(anchors))
-  return ((1.0 - cosine) * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+  set_index = jnp.arange(labels.shape[1])[None, :]
+  anchors = jax.lax.stop_gradient(state.anchors)[set_index, labels]  # [B, A, P]
+  weight = (state.anchors_valid[set_index, labels] & valid[:, None]).astype(jnp.float32)
+  cosine = jnp.einsum('bp,bap->ba', l2_normalize(queries.astype(jnp.float32)),
+                      l2_normalize(anchors), precision=lax.Precision.HIGHEST)
+  return losses.global_mean(1.0 - cosine, weight, axis_name)
 
 
 def ema_params(ema: Any, params: Any, momentum: float) -> Any:
@@ -222,6 +284,15 @@ def _gather(x: jax.Array, axis_name: str | None) -> jax.Array:
   return jax.lax.all_gather(x, axis_name, tiled=True, to='invarying')
 
 
+def _row_mask(batch: dict[str, jax.Array], n: int) -> jax.Array:
+  """float32 [n]: 1 for annotated real rows ('mask' and 'labelled' both > 0 or absent)."""
+  mask = jnp.ones((n,), jnp.float32)
+  for name in ('mask', 'labelled'):
+    if name in batch:
+      mask = mask * (jnp.asarray(batch[name]) > 0).astype(jnp.float32)
+  return mask
+
+
 def saml_step(state: SAMLState, queries: jax.Array, keys: jax.Array,
               batch: dict[str, jax.Array], config: Any, axis_name: str | None
               ) -> tuple[jax.Array, SAMLState, dict[str, jax.Array]]:
@@ -234,30 +305,40 @@ def saml_step(state: SAMLState, queries: jax.Array, keys: jax.Array,
   axis_name=None on a single device).
 
   Args:
-    state: this device's SAMLState.
+    state: this device's SAMLState, made by `init_state(..., config.saml.positives)`.
     queries: float [b, P] current encoder's L2-normalised projections, with gradient.
     keys: float [b, P] L2-normalised key-encoder projections (stop-gradient applied).
     batch: 'track_id' int [b], the label fields of config.targets (floats, class =
-      value > config.label_threshold) and optionally 'mask' float [b] (1 = real).
-    config: the experiment config (config.saml.*, targets, label_threshold).
+      value > config.label_threshold), optionally 'mask' float [b] (1 = real) and
+      'labelled' float [b] (0 = unlabelled-stream row: not a query, not enqueued).
+    config: the experiment config (config.saml.*, targets, num_classes,
+      label_threshold).
     axis_name: the mapped device axis.
 
   Returns:
-    (loss = info_nce + anchor_weight * anchor, not multiplied by config.saml.weight;
-    the new state; this device's metrics 'saml/loss', 'saml/info_nce', 'saml/anchor',
-    'saml/positive_fraction' and 'saml/queue_fill' (share of the queue filled after
-    this step's enqueue)).
+    (this device's loss = info_nce + anchor_weight * anchor, not multiplied by
+    config.saml.weight, normalised over the global batch: its mean over devices is
+    the global loss; the new state; metrics identical on every device: 'saml/loss',
+    'saml/info_nce', 'saml/anchor' (global-batch values), 'saml/positive_fraction'
+    and 'saml/queue_fill' (share of the queue filled after this step's enqueue)).
   """
+  positives = config.saml.get('positives', 'joint')
+  sets, groups = label_sets(len(config.targets), config.num_classes, positives)
+  if state.anchors.shape[:2] != (sets, groups):
+    raise ValueError(
+        f'The SAML state holds anchors {state.anchors.shape[:2]} but '
+        f'config.saml.positives={positives!r} needs {(sets, groups)}: build it with '
+        f'saml.init_state(..., positives=config.saml.positives).')
   keys = jax.lax.stop_gradient(keys)
-  labels = losses.class_labels(losses.targets(batch, config), config)
+  classes = losses.class_labels(losses.targets(batch, config), config)
+  labels = saml_labels(classes, config.num_classes, positives)
   tracks = batch['track_id'].astype(jnp.int32)
-  mask = batch.get('mask')
-  mask = jnp.ones(tracks.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+  mask = _row_mask(batch, tracks.shape[0])
   valid = mask > 0
 
   nce, positive_fraction = info_nce(queries, labels, tracks, state,
-                                    config.saml.temperature, valid)
-  anchor = anchor_loss(queries, labels, state, valid)
+                                    config.saml.temperature, valid, axis_name)
+  anchor = anchor_loss(queries, labels, state, valid, axis_name)
   loss = nce + config.saml.anchor_weight * anchor
 
   all_keys, all_labels, all_tracks, all_valid = (
@@ -265,7 +346,10 @@ def saml_step(state: SAMLState, queries: jax.Array, keys: jax.Array,
   all_valid = all_valid > 0
   state = enqueue(state, all_keys, all_labels, all_tracks, all_valid)
   state = update_anchors(state, all_keys, all_labels, config.saml.anchor_momentum, all_valid)
-  metrics = {'saml/loss': loss, 'saml/info_nce': nce, 'saml/anchor': anchor,
+  device_mean = lambda x: (lax.pmean(lax.stop_gradient(x), axis_name) if axis_name
+                           else lax.stop_gradient(x))
+  metrics = {'saml/loss': device_mean(loss), 'saml/info_nce': device_mean(nce),
+             'saml/anchor': device_mean(anchor),
              'saml/positive_fraction': positive_fraction,
              'saml/queue_fill': state.queue_valid.astype(jnp.float32).mean()}
   return loss, state, metrics

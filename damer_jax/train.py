@@ -126,7 +126,8 @@ def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
     modules['pcl'] = pcl.init_state(rows, num_targets, config.num_classes)
   if config.saml.enabled:
     modules['saml'] = saml.init_state(config.saml.queue_size, config.saml.projection_dim,
-                                      num_targets, config.num_classes)
+                                      num_targets, config.num_classes,
+                                      positives=config.saml.get('positives', 'joint'))
     if config.saml.key_encoder == 'ema':
       modules['ema_params'] = jax.tree.map(jnp.copy, variables['params'])
   return TrainState.create(params=variables['params'],

@@ -1,7 +1,10 @@
-"""Output shapes of DAMER for both tasks and the DSAF switch."""
+"""Output shapes of DAMER for both tasks, the DSAF switch, dtypes, synchronised BatchNorm."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from damer_jax import models
@@ -68,3 +71,37 @@ def test_bfloat16_computes_in_bf16_but_keeps_float32_params_and_outputs():
     assert 0 < error < 0.1 * scale, (head, error, scale)  # Differs, as bf16 does; close.
   with pytest.raises(ValueError, match='model.dtype'):
     models.create_model(tiny_config(model__dtype='float16'))
+
+
+def test_synchronised_batch_norm_uses_the_global_batch_and_infers_unmapped():
+  config = tiny_config(model__dropout=0.0)
+  local, synced = models.create_model(config), models.create_model(config, axis_name='batch')
+  state = train.create_train_state(config, synced, jax.random.key(0), 8)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  mel = jax.random.normal(jax.random.key(1), (4, 128, 87))
+  coch = jax.random.normal(jax.random.key(2), (4, 84, 87))
+  # Shift one device's half so per-device statistics differ from the global ones.
+  mel = mel.at[2:].add(3.0)
+
+  def apply(model, mel, coch):
+    return model.apply(variables, mel, coch, train=True, mutable=['batch_stats'])
+
+  want, want_stats = jax.jit(functools.partial(apply, local))(mel, coch)  # One device.
+  split = lambda x: x.reshape((2, 2) + x.shape[1:])
+  per_device = lambda model: jax.pmap(functools.partial(apply, model), axis_name='batch',
+                                      devices=jax.devices()[:2])(split(mel), split(coch))
+  got, got_stats = per_device(synced)
+  np.testing.assert_allclose(got['fusion'].reshape(want['fusion'].shape), want['fusion'],
+                             rtol=1e-4, atol=1e-5)
+  for g, w in zip(jax.tree.leaves(got_stats), jax.tree.leaves(want_stats)):
+    np.testing.assert_allclose(g[0], w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g[1], w, rtol=1e-4, atol=1e-6)
+  # Per-device statistics (no axis) do differ: the check above is not vacuous.
+  unsynced, _ = per_device(local)
+  assert not np.allclose(unsynced['mel'].reshape(want['mel'].shape), want['mel'], atol=1e-3)
+  # Inference uses the running statistics: no collective, runs unmapped.
+  np.testing.assert_allclose(synced.apply(variables, mel, coch, train=False)['fusion'],
+                             local.apply(variables, mel, coch, train=False)['fusion'],
+                             rtol=1e-6)
+  with pytest.raises(NameError, match='batch'):  # Training needs the mapped axis.
+    synced.apply(variables, mel, coch, train=True, mutable=['batch_stats'])

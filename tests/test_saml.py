@@ -1,4 +1,5 @@
-"""SAML: FIFO queue, anchors, InfoNCE against the queue, replicas in lockstep."""
+"""SAML: FIFO queue, anchors, InfoNCE against the queue (joint and per-target positives),
+unlabelled rows, replicas in lockstep, global-batch normalisation."""
 
 import functools
 
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from damer_jax import losses
 from damer_jax import saml
 from tests.conftest import tiny_config
 
@@ -20,10 +22,10 @@ def _unit(x):
 
 
 def _queue(keys, labels, tracks, valid):
-  """A SAMLState whose queue holds exactly these entries (anchors unset)."""
+  """A per-target SAMLState whose queue holds exactly these entries (anchors unset)."""
   keys = np.asarray(keys, np.float32)
   labels = np.asarray(labels, np.int32)
-  state = saml.init_state(len(keys), keys.shape[1], labels.shape[1], 2)
+  state = saml.init_state(len(keys), keys.shape[1], labels.shape[1], 2, 'per_target')
   return state.replace(queue_keys=jnp.asarray(keys), queue_labels=jnp.asarray(labels),
                        queue_tracks=jnp.asarray(tracks, jnp.int32),
                        queue_valid=jnp.asarray(valid, bool))
@@ -93,7 +95,7 @@ def test_enqueue_is_fifo_wraps_around_and_skips_padding():
 
 
 def test_enqueue_without_valid_writes_every_row():
-  state = saml.enqueue(saml.init_state(4, 2, 2, 2), jnp.ones((3, 2)),
+  state = saml.enqueue(saml.init_state(4, 2, 2, 2, 'per_target'), jnp.ones((3, 2)),
                        jnp.ones((3, 2), jnp.int32), jnp.arange(3))
   np.testing.assert_array_equal(state.queue_valid, [True, True, True, False])
   assert int(state.pointer) == 3
@@ -170,7 +172,7 @@ def test_info_nce_averages_over_pairs_with_positives_and_skips_padding():
 
 
 def test_info_nce_on_an_empty_queue_is_zero_with_a_finite_gradient():
-  state = saml.init_state(6, 4, 2, 2)
+  state = saml.init_state(6, 4, 2, 2, 'per_target')
   queries = jnp.asarray(_unit(np.random.default_rng(3).standard_normal((3, 4))), jnp.float32)
 
   def loss_fn(q):
@@ -186,7 +188,7 @@ def test_info_nce_on_an_empty_queue_is_zero_with_a_finite_gradient():
 
 def test_anchor_update_first_fill_then_ema_and_absent_classes_kept():
   m = 0.9
-  state = saml.init_state(4, 3, 2, 2)
+  state = saml.init_state(4, 3, 2, 2, 'per_target')
   keys1 = np.asarray([[1, 0, 0], [0, 1, 0], [0, 0, 1], [50, 50, 50]], np.float32)
   labels1 = np.asarray([[0, 0], [0, 0], [1, 0], [1, 1]])  # Last row is padding.
   state = saml.update_anchors(state, keys1, labels1, m, valid=np.asarray([1, 1, 1, 0], bool))
@@ -213,7 +215,7 @@ def test_anchor_loss_is_zero_at_the_anchor_and_skips_unset_anchors():
   rng = np.random.default_rng(4)
   keys = jnp.asarray(_unit(rng.standard_normal((2, 5))), jnp.float32)
   labels = jnp.asarray([[0, 1], [1, 0]])  # Each key is the only member of its classes.
-  state = saml.update_anchors(saml.init_state(4, 5, 2, 2), keys, labels, 0.9)
+  state = saml.update_anchors(saml.init_state(4, 5, 2, 2, 'per_target'), keys, labels, 0.9)
   np.testing.assert_allclose(saml.anchor_loss(keys, labels, state), 0.0, atol=1e-6)
   # Orthogonal to its anchors: 1 - cos = 1.
   e0, e1 = np.eye(5, dtype=np.float32)[:2]
@@ -223,7 +225,7 @@ def test_anchor_loss_is_zero_at_the_anchor_and_skips_unset_anchors():
   partial = state.replace(anchors_valid=jnp.asarray([[True, False], [False, False]]))
   assert float(saml.anchor_loss(
       jnp.stack([e0, e1]), jnp.asarray([[0, 0], [1, 1]]), partial)) == pytest.approx(0)
-  unset = saml.init_state(4, 5, 2, 2)
+  unset = saml.init_state(4, 5, 2, 2, 'per_target')
   assert float(saml.anchor_loss(keys, labels, unset)) == 0.0
   assert float(saml.anchor_loss(keys, labels, state, valid=jnp.zeros(2, bool))) == 0.0
 
@@ -258,6 +260,9 @@ def _device_batches(step, num_devices=2, per_device=3, dim=8):
   }
   if step % 2:
     batch['mask'][-1] = 0.0  # Padding on the last device every other step.
+  if step % 3 == 1:
+    batch['labelled'] = np.ones(n, np.float32)
+    batch['labelled'][[0, per_device + 1]] = 0.0  # Unlabelled-stream rows on both.
   shape = lambda x: x.reshape((num_devices, per_device) + x.shape[1:])
   return shape(queries), shape(keys), jax.tree.map(shape, batch)
 
@@ -292,6 +297,8 @@ def test_pmapped_saml_step_keeps_replicas_identical_and_gathers_both_devices():
   assert bool(replicated.anchors_valid[0].all())
   assert np.all(metrics['saml/positive_fraction'] > 0)
   assert not np.allclose(loss[0], loss[1])  # Different data, different local losses.
+  for name, value in metrics.items():  # Metrics are global: the same on every device.
+    np.testing.assert_allclose(value[0], value[1], rtol=1e-6, err_msg=name)
   assert set(metrics) == {'saml/loss', 'saml/info_nce', 'saml/anchor',
                           'saml/positive_fraction', 'saml/queue_fill'}
   np.testing.assert_array_equal(metrics['saml/queue_fill'], 1.0)
@@ -344,3 +351,208 @@ def test_saml_step_gradient_wrt_queries_is_finite_and_nonzero_with_positives():
   assert np.all(np.isfinite(loss)) and np.all(np.asarray(loss) > 0)
   assert np.all(np.isfinite(grad))
   assert np.all(np.abs(np.asarray(grad)).reshape(2, -1).max(-1) > 1e-4)
+
+
+# --- Joint positives, unlabelled rows, global normalisation --------------------------------
+
+
+def test_joint_labels_are_the_quadrant_index():
+  classes = np.asarray([[0, 0], [1, 0], [0, 1], [1, 1]])  # (valence, arousal) classes.
+  np.testing.assert_array_equal(saml.saml_labels(classes, 2, 'joint'), [[0], [1], [2], [3]])
+  np.testing.assert_array_equal(saml.saml_labels(classes, 2, 'per_target'), classes)
+  np.testing.assert_array_equal(saml.saml_labels(np.asarray([[2, 1]]), 3, 'joint'), [[5]])
+  assert saml.label_sets(2, 2, 'joint') == (1, 4)
+  assert saml.label_sets(2, 2, 'per_target') == (2, 2)
+  state = saml.init_state(8, 4, 2, 2)  # Default: joint.
+  assert state.queue_labels.shape == (8, 1) and state.anchors.shape == (1, 4, 4)
+  with pytest.raises(ValueError, match='positives'):
+    saml.init_state(8, 4, 2, 2, 'quadrant')
+
+
+def _step_config(positives, **overrides):
+  return tiny_config(saml__positives=positives, saml__queue_size=8,
+                     saml__projection_dim=4, **overrides)
+
+
+def _memory(positives, keys, tracks, valence, arousal):
+  """A state whose queue (and anchors) hold these rows, written by saml_step."""
+  config = _step_config(positives)
+  batch = {'track_id': np.asarray(tracks, np.int32),
+           'valence': np.asarray(valence, np.float32),
+           'arousal': np.asarray(arousal, np.float32)}
+  keys = jnp.asarray(keys, jnp.float32)
+  state = saml.init_state(8, 4, 2, 2, positives)
+  return saml.saml_step(state, keys, keys, batch, config, None)[1]
+
+
+def _quadrant_queue(query):
+  """Query: track 0, high valence and high arousal. Queue entries, in order:
+
+  0 track 0 (+, +): same quadrant, same track (a copy of the query: would dominate);
+  1 track 1 (+, +) and 5 track 5 (+, +): same quadrant, other tracks;
+  2 track 2 (+, -): same valence, other arousal; 3 track 3 (-, +): other valence, same
+  arousal; 4 track 4 (-, -): the opposite quadrant.
+  """
+  rng = np.random.default_rng(7)
+  keys = np.concatenate([query[None], _unit(rng.standard_normal((5, 4)))])
+  tracks = [0, 1, 2, 3, 4, 5]
+  valence = [0.5, 0.5, 0.5, -0.5, -0.5, 0.5]
+  arousal = [0.5, 0.5, -0.5, 0.5, -0.5, 0.5]
+  return keys, tracks, valence, arousal
+
+
+def _hand_loss(keys, query, candidates, positive_sets, tau):
+  """Mean over label sets of -mean log softmax over `candidates` at the positives."""
+  logits = {i: float(keys[i] @ query) / tau for i in candidates}
+  log_z = np.log(np.sum(np.exp(list(logits.values()))))
+  return np.mean([-np.mean([logits[i] - log_z for i in positives])
+                  for positives in positive_sets])
+
+
+@pytest.mark.parametrize('positives', ['joint', 'per_target'])
+def test_positives_follow_the_label_mode_and_never_the_same_track(positives):
+  query = _unit(np.random.default_rng(8).standard_normal(4))
+  keys, tracks, valence, arousal = _quadrant_queue(query)
+  state = _memory(positives, keys, tracks, valence, arousal)
+  config = _step_config(positives)
+  tau = config.saml.temperature
+  q = jnp.asarray(query[None], jnp.float32)
+  batch = {'track_id': np.asarray([0], np.int32), 'valence': np.asarray([0.5], np.float32),
+           'arousal': np.asarray([0.5], np.float32)}
+  _, _, metrics = saml.saml_step(state, q, q, batch, config, None)
+
+  candidates = [1, 2, 3, 4, 5]  # Entry 0 shares the query's track: not even a negative.
+  if positives == 'joint':  # Only the same quadrant from other tracks.
+    want = _hand_loss(keys, query, candidates, [[1, 5]], tau)
+  else:  # Valence: same valence class; arousal: same arousal class; separate softmaxes.
+    want = _hand_loss(keys, query, candidates, [[1, 2, 5], [1, 3, 5]], tau)
+  np.testing.assert_allclose(metrics['saml/info_nce'], want, rtol=1e-5)
+  assert float(metrics['saml/positive_fraction']) == 1.0
+  if positives == 'joint':  # The modes differ on this queue (the check is not vacuous).
+    other = _hand_loss(keys, query, candidates, [[1, 2, 5], [1, 3, 5]], tau)
+    assert abs(want - other) > 0.1
+
+  # The opposite quadrant's only entry is the query's own track: no positive, no loss.
+  batch = {'track_id': np.asarray([4], np.int32), 'valence': np.asarray([-0.5], np.float32),
+           'arousal': np.asarray([-0.5], np.float32)}
+  _, _, metrics = saml.saml_step(state, q, q, batch, config, None)
+  if positives == 'joint':
+    assert float(metrics['saml/info_nce']) == 0.0
+    assert float(metrics['saml/positive_fraction']) == 0.0
+  else:  # Per target, (-, +) and (+, -) of other tracks are positives.
+    assert float(metrics['saml/positive_fraction']) == 1.0
+
+
+def test_joint_anchors_are_per_quadrant():
+  keys = np.eye(4, dtype=np.float32)
+  state = _memory('joint', keys[:3], [1, 2, 3], [0.5, -0.5, 0.5], [-0.5, 0.5, -0.5])
+  # Rows 0 and 2 are quadrant (+, -) = joint class 1; row 1 is (-, +) = class 2.
+  np.testing.assert_array_equal(state.anchors_valid, [[False, True, True, False]])
+  np.testing.assert_allclose(state.anchors[0, 1], _unit([1, 0, 1, 0]), rtol=1e-6)
+  np.testing.assert_allclose(state.anchors[0, 2], [0, 1, 0, 0], rtol=1e-6)
+  np.testing.assert_array_equal(state.queue_labels[:3, 0], [1, 2, 1])
+
+
+def test_saml_step_rejects_a_state_of_the_other_mode():
+  config = _step_config('per_target')
+  q = jnp.asarray(_unit(np.ones((1, 4))), jnp.float32)
+  batch = {'track_id': np.zeros(1, np.int32), 'valence': np.zeros(1, np.float32),
+           'arousal': np.zeros(1, np.float32)}
+  with pytest.raises(ValueError, match='positives'):
+    saml.saml_step(saml.init_state(8, 4, 2, 2, 'joint'), q, q, batch, config, None)
+
+
+def test_unlabelled_rows_are_neither_queries_nor_enqueued_nor_anchors():
+  config = _step_config('joint')
+  rng = np.random.default_rng(9)
+  memory_keys = _unit(rng.standard_normal((4, 4)))
+  state = _memory('joint', memory_keys, [1, 2, 3, 4], [0.5, -0.5, 0.5, -0.5],
+                  [0.5, -0.5, 0.5, -0.5])
+  queries = _unit(rng.standard_normal((4, 4))).astype(np.float32)
+  batch = {'track_id': np.asarray([10, 11, 12, 13], np.int32),
+           'valence': np.asarray([0.5, 0.5, -0.5, -0.5], np.float32),
+           'arousal': np.asarray([0.5, -0.5, -0.5, 0.5], np.float32),
+           'labelled': np.asarray([1, 0, 1, 0], np.float32)}
+  loss, new, metrics = saml.saml_step(state, queries, queries, batch, config, None)
+
+  # Enqueued: only rows 0 and 2, after the 4 memory rows.
+  np.testing.assert_array_equal(new.queue_tracks, [1, 2, 3, 4, 10, 12, -1, -1])
+  assert int(new.pointer) == 6
+  np.testing.assert_allclose(new.queue_keys[4:6], queries[[0, 2]], rtol=1e-6)
+  # Anchors: the unlabelled rows' quadrants (+, -) and (-, +) stay unset.
+  np.testing.assert_array_equal(new.anchors_valid, [[True, False, False, True]])
+  # The state and loss are those of the labelled rows alone, whatever the others hold.
+  labelled = {k: v[[0, 2]] for k, v in batch.items() if k != 'labelled'}
+  alone, alone_state, alone_metrics = saml.saml_step(
+      state, queries[[0, 2]], queries[[0, 2]], labelled, config, None)
+  for field, leaf in vars(new).items():
+    np.testing.assert_array_equal(leaf, getattr(alone_state, field), err_msg=field)
+  np.testing.assert_allclose(loss, alone, rtol=1e-6)
+  moved = queries.copy()
+  moved[[1, 3]] = -moved[[1, 3]]
+  np.testing.assert_allclose(saml.saml_step(state, moved, moved, batch, config, None)[0],
+                             loss, rtol=1e-6)
+  assert float(loss) > 0 and float(metrics['saml/positive_fraction']) == 1.0
+  np.testing.assert_allclose(metrics['saml/anchor'], alone_metrics['saml/anchor'], rtol=1e-6)
+
+
+def _gradient_setup():
+  """A filled state, projection weights, and a global batch of 8 rows for 1 or 2 devices.
+
+  The rows that count are spread unevenly over the two halves (device 0: 3 labelled rows
+  with positives; device 1: 1), so a per-device mean would weight them differently.
+  """
+  rng = np.random.default_rng(10)
+  state = _memory('joint', _unit(rng.standard_normal((6, 4))), [1, 2, 3, 4, 5, 6],
+                  [0.5, -0.5, 0.5, -0.5, 0.5, -0.5], [0.5, 0.5, -0.5, -0.5, 0.5, 0.5])
+  weights = jnp.asarray(rng.standard_normal((6, 4)), jnp.float32)
+  inputs = rng.standard_normal((8, 6)).astype(np.float32)
+  batch = {'track_id': np.asarray([10, 11, 12, 13, 14, 15, 16, 1], np.int32),
+           'valence': rng.choice([-0.5, 0.5], 8).astype(np.float32),
+           'arousal': rng.choice([-0.5, 0.5], 8).astype(np.float32),
+           'labelled': np.asarray([1, 1, 1, 0, 1, 0, 0, 1], np.float32)}
+  return state, weights, inputs, batch
+
+
+def _device_gradients(num_devices, global_norm=True):
+  """pmean over `num_devices` of the per-device gradients of SAML wrt projection weights."""
+  config = _step_config('joint')
+  state, weights, inputs, batch = _gradient_setup()
+
+  def loss_fn(w, state, x, batch):
+    q = saml.l2_normalize(x @ w)
+    if global_norm:
+      loss, _, metrics = saml.saml_step(state, q, q, batch, config, AXIS)
+      return loss, metrics
+    # The old normalisation: each device averages over its own rows.
+    labels = saml.saml_labels(losses.class_labels(losses.targets(batch, config), config),
+                              2, 'joint')
+    valid = batch['labelled'] > 0
+    nce, _ = saml.info_nce(q, labels, batch['track_id'], state, config.saml.temperature,
+                           valid)
+    return nce + config.saml.anchor_weight * saml.anchor_loss(q, labels, state, valid), {}
+
+  def per_device(w, state, x, batch):
+    grad, metrics = jax.grad(loss_fn, has_aux=True)(w, state, x, batch)
+    return jax.lax.pmean(grad, AXIS), metrics
+
+  split = lambda x: x.reshape((num_devices, -1) + x.shape[1:])
+  stack = lambda x: jnp.stack([x] * num_devices)
+  grad, metrics = jax.pmap(per_device, axis_name=AXIS, devices=jax.devices()[:num_devices])(
+      stack(weights), jax.tree.map(stack, state), split(inputs), jax.tree.map(split, batch))
+  return np.asarray(grad[0]), jax.tree.map(lambda m: np.asarray(m[0]), metrics)
+
+
+def test_gradient_and_metrics_equal_on_one_and_two_devices():
+  one, one_metrics = _device_gradients(1)
+  two, two_metrics = _device_gradients(2)
+  assert np.abs(one).max() > 1e-3
+  np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-7)
+  for name in one_metrics:
+    np.testing.assert_allclose(two_metrics[name], one_metrics[name], rtol=1e-5, err_msg=name)
+  assert float(one_metrics['saml/anchor']) > 0 and float(one_metrics['saml/info_nce']) > 0
+  # Per-device means (the old normalisation) do depend on the split: not vacuous.
+  local_one, _ = _device_gradients(1, global_norm=False)
+  local_two, _ = _device_gradients(2, global_norm=False)
+  np.testing.assert_allclose(local_one, one, rtol=1e-5, atol=1e-7)
+  assert np.abs(local_two - one).max() > 1e-2 * np.abs(one).max()
