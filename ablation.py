@@ -86,10 +86,10 @@ flags.DEFINE_multi_string('override', [], 'key=value applied to every cell, type
                           'the config field (e.g. num_train_steps=300, '
                           'model.conv_features=16,32); repeatable.')
 flags.DEFINE_list('saml_sweep', [], 'In-memory datasets (va_benchmark): SAML settings '
-                  'weight:temperature (e.g. 0.1:0.1,0.5:0.1) tried with the full model '
-                  'on the validation tracks before the grid; the best is used in every '
-                  'cell. Empty: the config\'s own.')
-flags.DEFINE_list('sweep_seeds', ['0', '1'], 'Seeds of each --saml_sweep setting.')
+                  'weight:temperature (e.g. 0.1:0.1,0.5:0.1): the full model is trained '
+                  'with each (all --seeds) and scored on the validation tracks; the '
+                  'best is used in every variant and its run is the full variant. '
+                  'Empty: the config\'s own.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -528,11 +528,16 @@ def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
       except ValueError:
         raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature, '
                              'e.g. 0.5:0.1.') from None
-    sweep_seeds = [int(s) for s in _unique(FLAGS.sweep_seeds)]
     config.saml.weight, config.saml.temperature = grid.choose_saml(
-        config, data, workdir / 'sweep', settings, sweep_seeds)
+        config, data, workdir / 'sweep', settings, seeds)
     logging.info('SAML chosen on validation: weight %g, temperature %g.',
                  config.saml.weight, config.saml.temperature)
+    if 'full' in variants:  # The chosen setting's run is the full variant.
+      chosen = workdir / 'sweep' / grid.sweep_prefix(config.saml.weight,
+                                                     config.saml.temperature)
+      for suffix in ('npz', 'json'):
+        (workdir / f'full.{suffix}').write_bytes(
+            epath.Path(f'{chosen}full.{suffix}').read_bytes())
   results = grid.run_variants(config, data, workdir, variants, seeds)
   test_splits = [s for s in data.eval_splits if s != 'validation']
   report = {

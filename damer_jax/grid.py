@@ -45,10 +45,10 @@ def variant_config(base: Any, variant: str) -> Any:
 
 def _save(path: epath.Path, run: multiseed.SeedRun, config: Any, data: Any) -> None:
   arrays = {}
-  for split, heads in run.predictions.items():
-    for head, values in heads.items():
-      arrays[f'{split}/{head}'] = values.astype(np.float16 if head == 'embedding'
-                                                else np.float32)
+  for split, heads in run.predictions.items():  # The fusion head (what is scored) and
+    arrays[f'{split}/fusion'] = heads['fusion'].astype(np.float32)  # the embeddings.
+    if 'embedding' in heads:
+      arrays[f'{split}/embedding'] = heads['embedding'].astype(np.float16)
   if run.pcl_table is not None:
     arrays['pcl_table'] = run.pcl_table.astype(np.float16)
     arrays['pcl_seen'] = run.pcl_seen
@@ -115,8 +115,8 @@ def choose_saml(base: Any, data: data_lib.ArrayDataset, workdir: epath.PathLike,
   for weight, temperature in settings:
     config = base.copy_and_resolve_references()
     config.saml.weight, config.saml.temperature = float(weight), float(temperature)
-    name = f'sweep_w{weight:g}_t{temperature:g}_'
-    result = run_variants(config, data, workdir, ['full'], seeds, prefix=name)['full']
+    result = run_variants(config, data, workdir, ['full'], seeds,
+                          prefix=sweep_prefix(weight, temperature))['full']
     probs = result[f'{split}/fusion']
     accuracy = float((probs.argmax(-1) == labels[None]).mean())
     rows.append({'weight': weight, 'temperature': temperature, 'accuracy': accuracy})
@@ -128,6 +128,11 @@ def choose_saml(base: Any, data: data_lib.ArrayDataset, workdir: epath.PathLike,
   return best['weight'], best['temperature']
 
 
+def sweep_prefix(weight: float, temperature: float) -> str:
+  """File-name prefix of a SAML sweep run: 'sweep_w0.5_t0.1_'."""
+  return f'sweep_w{weight:g}_t{temperature:g}_'
+
+
 def _classes(arrays: dict[str, np.ndarray], config: Any, clean: bool) -> np.ndarray:
   """int [N, T]: the high/low class of each target (clean latent or annotated)."""
   suffix = '_clean' if clean else ''
@@ -136,7 +141,7 @@ def _classes(arrays: dict[str, np.ndarray], config: Any, clean: bool) -> np.ndar
 
 
 def analyse(base: Any, data: data_lib.ArrayDataset, results: dict[str, dict],
-            splits: Sequence[str], num_samples: int = 2000) -> dict[str, Any]:
+            splits: Sequence[str], num_samples: int = 10_000) -> dict[str, Any]:
   """Accuracies and full-minus-variant differences with 95% intervals.
 
   Returns {split: {labels: {'accuracy': {variant: {...}}, 'difference': {variant:

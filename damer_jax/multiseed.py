@@ -154,7 +154,8 @@ def train_seeds(config: Any, seeds: Sequence[int], data: data_lib.ArrayDataset,
     u_rows = np.stack([p[1] for p in pairs]).astype(np.int32) if u_size else None
     return rows, u_rows
 
-  history, nonfinite = [], jnp.zeros(len(seeds), jnp.int32)
+  history = []
+  nonfinite = jax.device_put(jnp.zeros(len(seeds), jnp.int32), NamedSharding(_MESH(), P()))
   start = time.monotonic()
   compile_seconds = 0.0
   for step in range(1, config.num_train_steps + 1):

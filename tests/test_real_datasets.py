@@ -167,8 +167,8 @@ def _mean(track, times, dim):
 
 
 def test_pmemo_2hz_ratings_rescaled_and_averaged_per_second(pmemo_dir, tmp_path):
-  _, examples, report = _build('pmemo', pmemo_dir, tmp_path, dataset__unlabelled='split',
-                               dataset__num_workers=1)
+  builder, examples, report = _build('pmemo', pmemo_dir, tmp_path,
+                                     dataset__unlabelled='split', dataset__num_workers=1)
   labelled = {s: examples[s] for s in ('train', 'test')}
   _check_splits(labelled)
   segments = _by_segment(labelled)
@@ -187,6 +187,17 @@ def test_pmemo_2hz_ratings_rescaled_and_averaged_per_second(pmemo_dir, tmp_path)
   assert all(np.isnan(e['valence']) for e in unlabelled)
   assert report['segments']['unlabelled'] == len(train_tracks)
   assert 'segments without annotations' not in report['dropped']
+  # Training reads them as a second stream: rows after the labelled ones, on every
+  # device, labels zeroed, PCL rows after the training split's.
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  config = _config('pmemo', pmemo_dir, tmp_path, dataset__unlabelled='split',
+                   batch_size=4, pcl__unlabelled_batch_size=2)
+  data = pipeline.TfdsDataset(builder, config)
+  assert (data.num_train, data.num_unlabelled) == (len(labelled['train']), len(unlabelled))
+  batch = next(data.train_batches(config, seed=0))
+  np.testing.assert_array_equal(batch['labelled'], [[1, 1, 0]] * 2)
+  assert (batch['index'][:, 2] >= data.num_train).all()
+  assert (batch['valence'][:, 2] == 0).all() and np.isfinite(batch['valence']).all()
   skipped = {(s['kind'], s['item']): s['reason'] for s in report['skipped']}
   assert 'zero-length' in skipped[('audio', '6')]
   assert 'no audio file' in skipped[('annotations', '7')]
