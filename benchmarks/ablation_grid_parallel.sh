@@ -10,6 +10,9 @@
 #   5. ablation.py finds every variant trained and writes the report.
 #
 #   bash benchmarks/ablation_grid_parallel.sh WORKDIR [--config.<field>=<value> ...]
+#
+# GRID_SECONDS (environment) bounds the whole script: every process gets only the
+# time left and is killed at the deadline (what finished by then stays in WORKDIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workdir="$1"
@@ -20,17 +23,25 @@ seeds=0,1,2,3,4
 final="$workdir/final"
 mkdir -p "$final/sweep"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.12}"
+deadline=$((SECONDS + ${GRID_SECONDS:-1000000}))
+
+bounded() {  # bounded CMD...: CMD with the time left before the deadline.
+  local left=$((deadline - SECONDS))
+  if ((left <= 0)); then echo "deadline passed: not running $*" >&2; return 124; fi
+  timeout -k 5 "$left" "$@"
+}
 
 run() {  # run NAME ablation.py-flags...: one variant in its own folder, logged.
   local name="$1"
   shift
-  python ablation.py --config=configs/benchmark.py --seeds="$seeds" \
+  bounded python ablation.py --config=configs/benchmark.py --seeds="$seeds" \
       --workdir="$workdir/$name" "${overrides[@]}" "$@" > "$workdir/$name.log" 2>&1
 }
 
 echo "[$(date +%T)] generating the benchmark"
-python benchmarks/make_benchmark.py --config=configs/benchmark.py "${overrides[@]}" \
-    | tail -1 > "$workdir/benchmark.json"
+bounded python benchmarks/make_benchmark.py --config=configs/benchmark.py \
+    "${overrides[@]}" > "$workdir/benchmark.log" 2>&1
+tail -1 "$workdir/benchmark.log" > "$workdir/benchmark.json"
 
 echo "[$(date +%T)] phase 1: sweep + no_saml + baseline"
 pids=()
@@ -47,7 +58,8 @@ for pid in "${pids[@]}"; do wait "$pid" || echo "a phase-1 process failed ($pid)
 for setting in "${settings[@]}"; do
   w="${setting%:*}" t="${setting#*:}"
   for suffix in npz json; do
-    cp "$workdir/sweep_w${w}_t${t}/full.$suffix" "$final/sweep/sweep_w${w}_t${t}_full.$suffix"
+    cp "$workdir/sweep_w${w}_t${t}/full.$suffix" \
+        "$final/sweep/sweep_w${w}_t${t}_full.$suffix" || echo "missing sweep $setting"
   done
 done
 echo "[$(date +%T)] choosing SAML on the validation tracks"

@@ -362,7 +362,7 @@ def click_widths(spec: F.FeatureSpec, seconds: float) -> dict:
 
 def main(argv):
   del argv
-  spec = F.FeatureSpec()
+  spec = F.FeatureSpec(coch_method='stft')
   repeats = _REPEATS.value
   file_rate = _FILE_RATE.value
   if _SECONDS.value < spec.segment_seconds:

@@ -68,7 +68,7 @@ class FeatureSpec:
   mel_fmin: float = 0.0
   coch_fmin: float = 50.0
   fmax: float = 0.0  # 0 means the Nyquist frequency.
-  coch_method: str = 'stft'  # 'stft' or 'gammatone' (see the module docstring).
+  coch_method: str = 'gammatone'  # or 'stft' (see the module docstring).
 
   @property
   def segment_samples(self) -> int:
@@ -85,9 +85,14 @@ class FeatureSpec:
 
   @classmethod
   def from_config(cls, config: Any) -> 'FeatureSpec':
-    """Builds the spec from a mapping such as `config.features`."""
+    """Builds the spec from a mapping such as `config.features`.
+
+    A mapping without `coch_method` (a config saved before the field existed) means
+    'stft', the only method there was then.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: config[k] for k in names if k in config}
+    values.setdefault('coch_method', 'stft')
     return cls(**values)
 
   def validate(self) -> None:

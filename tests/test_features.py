@@ -10,7 +10,7 @@ import scipy.signal
 from input_pipeline import features as F
 from input_pipeline import synthetic_music
 
-SPEC = F.FeatureSpec()
+SPEC = F.FeatureSpec(coch_method='stft')
 GAMMATONE = F.FeatureSpec(coch_method='gammatone')
 BOTH = pytest.mark.parametrize('spec', [SPEC, GAMMATONE], ids=['stft', 'gammatone'])
 

@@ -16,7 +16,6 @@ from input_pipeline import synthetic_music
 from input_pipeline import va_benchmark as vb
 from tests.conftest import ROOT
 
-_TENSORFLOW_BEFORE = 'tensorflow' in sys.modules
 FEATURES = features_lib.FeatureSpec()
 NOISELESS = dict(rater_bias_std=0.0, rater_lag_min_s=0.0, rater_lag_max_s=0.0,
                  rater_noise_min=0.0, rater_noise_max=0.0, rater_flip_prob=0.0,
@@ -293,11 +292,3 @@ def test_generates_without_tensorflow():
                           text=True, env=dict(os.environ), timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == 'OK 6'
-
-
-def test_generating_imports_no_tensorflow(tiny):
-  """In this process too, when nothing before this module imported TensorFlow."""
-  if _TENSORFLOW_BEFORE:
-    pytest.skip('another test module imported TensorFlow first')
-  assert tiny['train']['mel'].size
-  assert 'tensorflow' not in sys.modules
