@@ -41,14 +41,7 @@ from damer_jax import reporting
 from damer_jax import train
 from input_pipeline import sources
 
-# Variant -> (dsaf.enabled, pcl.enabled, saml.enabled).
-VARIANTS = {
-    'full': (True, True, True),
-    'no_dsaf': (False, True, True),
-    'no_pcl': (True, False, True),
-    'no_saml': (True, True, False),
-    'baseline': (False, False, False),
-}
+VARIANTS = grid.VARIANTS  # Variant -> (dsaf.enabled, pcl.enabled, saml.enabled).
 SPLITS = {  # Split -> what its test set holds out.
     'track': 'held-out tracks',
     'style': 'held-out styles',
@@ -505,7 +498,8 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
 
 def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
                    variants: Sequence[str], seeds: Sequence[int],
-                   overrides: dict[str, Any], config_overrides: dict[str, Any]) -> None:
+                   overrides: dict[str, Any], config_overrides: dict[str, Any],
+                   saml_sweep: Sequence[str] = ()) -> None:
   """Runs the grid of an in-memory dataset (damer_jax/grid.py) and writes its report.
 
   One training per variant serves every evaluation split (held-out tracks, held-out
@@ -519,9 +513,9 @@ def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
   data = sources.create_dataset(config)
   logging.info('Data ready in %.0f s: train %d, unlabelled %d.', time.monotonic() - start,
                data.num_train, data.num_unlabelled)
-  if FLAGS.saml_sweep:
+  if saml_sweep:
     settings = []
-    for item in FLAGS.saml_sweep:
+    for item in saml_sweep:
       weight, _, temperature = item.partition(':')
       try:
         settings.append((float(weight), float(temperature)))
@@ -619,7 +613,8 @@ def main(argv):
   workdir.mkdir(parents=True, exist_ok=True)
   _use_compilation_cache(workdir / 'jax_cache')
   if base.dataset.name in sources.IN_MEMORY:
-    in_memory_grid(base, workdir, variants, seeds, overrides, config_overrides)
+    in_memory_grid(base, workdir, variants, seeds, overrides, config_overrides,
+                   FLAGS.saml_sweep)
     return
   cells = grid_cells(splits, variants, seeds)
   logging.info('Ablation grid of %d cells in %s.', len(cells), workdir)

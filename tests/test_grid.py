@@ -1,7 +1,9 @@
 """The unlabelled stream in the step, the multi-seed engine, the grid's statistics."""
 
 import functools
+import json
 
+from etils import epath
 from flax import jax_utils
 import jax
 import numpy as np
@@ -120,3 +122,70 @@ def test_grid_markdown_lists_every_variant_with_intervals():
                                 'high': [0.07, 0.01]}}}}}
   text = grid.markdown(report, ('valence', 'arousal'), ('full', 'no_pcl'), (0, 1))
   assert '| `no_pcl` | 75.0 [73.0, 77.0]' in text and '+5.0 [+3.0, +7.0]' in text
+
+
+def _benchmark_like(num=24, tracks=6, seed=0):
+  from tests.test_data import fake_split  # pylint: disable=g-import-not-at-top
+  from damer_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  splits = {}
+  for i, name in enumerate(('train', 'unlabelled', 'validation', 'test_track',
+                            'test_chain')):
+    arrays = fake_split(num, tracks, seed + i, labelled=name != 'unlabelled',
+                        n_mels=4, n_coch=4, frames=3)
+    for target in ('valence', 'arousal'):
+      arrays[f'{target}_clean'] = np.random.default_rng(i).uniform(-1, 1, num).astype(
+          np.float32)
+    splits[name] = arrays
+  return data_lib.ArrayDataset(splits, eval_splits=('validation', 'test_track',
+                                                    'test_chain'),
+                               unlabelled_split='unlabelled')
+
+
+def test_in_memory_grid_sweeps_on_validation_reuses_the_chosen_run_and_reports(
+    tmp_path, monkeypatch):
+  """ablation.py's benchmark path, with training replaced by seeded fake predictions."""
+  import ablation  # pylint: disable=g-import-not-at-top
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+  data = _benchmark_like()
+  monkeypatch.setattr(sources, 'create_dataset', lambda config: data)
+  trained = []
+
+  def fake_train(config, seeds, data, eval_splits=None, embedding_splits=()):
+    trained.append((config.saml.weight, config.saml.temperature, config.pcl.enabled))
+    # SAML weight 0.5 predicts the validation annotations; everything else guesses.
+    rng = np.random.default_rng(len(trained))
+    predictions = {}
+    for split in data.eval_splits:
+      arrays = data.splits[split]
+      truth = np.stack([arrays[t] > 0 for t in config.targets], -1).astype(int)
+      guess = rng.integers(0, 2, (len(seeds),) + truth.shape)
+      cls = truth[None].repeat(len(seeds), 0) if config.saml.weight == 0.5 else guess
+      predictions[split] = {'fusion': np.eye(2)[cls].astype(np.float32)}
+      if split in embedding_splits:
+        predictions[split]['embedding'] = rng.normal(size=(len(seeds), len(truth), 8))
+    rows = data.num_train + data.num_unlabelled
+    return multiseed.SeedRun(
+        seeds=tuple(seeds), predictions=predictions, history=[],
+        pcl_table=np.full((len(seeds), rows, 2, 2), 0.5, np.float32) if
+        config.pcl.enabled else None,
+        pcl_seen=np.ones((len(seeds), rows), bool) if config.pcl.enabled else None,
+        nonfinite_steps=np.zeros(len(seeds), int), train_seconds=1.0, compile_seconds=1.0)
+
+  monkeypatch.setattr(multiseed, 'train_seeds', fake_train)
+  config = tiny_config()
+  ablation.in_memory_grid(config, epath.Path(tmp_path), ['full', 'no_pcl'], [0, 1], {}, {},
+                          saml_sweep=['0.1:0.1', '0.5:0.2'])
+  sweep = json.loads((tmp_path / 'sweep' / 'saml_sweep.json').read_text())
+  assert sweep['chosen']['weight'] == 0.5 and sweep['split'] == 'validation'
+  # Two sweep runs, then only no_pcl: the chosen sweep run is the full variant.
+  assert trained == [(0.1, 0.1, True), (0.5, 0.2, True), (0.5, 0.2, False)]
+  report = json.loads((tmp_path / 'ablation.json').read_text())
+  assert set(report['splits']) == {'test_track', 'test_chain'}
+  clean = report['splits']['test_chain']['clean']
+  assert set(clean['accuracy']) == {'full', 'no_pcl'} and set(clean['difference']) == {
+      'no_pcl'}
+  assert report['saml'] == {'weight': 0.5, 'temperature': 0.2}
+  assert report['pcl_labels']['full']['unlabelled_seen'] == 1.0
+  assert set(report['drift']['test_chain']) == {'full'}
+  text = (tmp_path / 'ablation.md').read_text()
+  assert '### test_chain, against the clean labels (2 seeds)' in text
