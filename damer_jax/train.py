@@ -365,12 +365,12 @@ def train_and_evaluate(config: Any, workdir: str,
   naming the step. Returns the final (host-side) TrainState.
   """
   validate_config(config)
-  t0 = time.monotonic()
   if data is None:
+    t0 = time.monotonic()
     data = _default_dataset(config)
-  logging.info('Data ready in %.1f s: train %d, unlabelled %d examples; evaluating %s.',
-               time.monotonic() - t0, data.num_train, data.num_unlabelled,
-               ', '.join(data.eval_splits))
+    logging.info('Records ready in %.1f s.', time.monotonic() - t0)
+  logging.info('Data: train %d, unlabelled %d examples; evaluating %s.', data.num_train,
+               data.num_unlabelled, ', '.join(data.eval_splits))
   with _Preemption() as preemption:
     return _train_loop(config, workdir, data, preemption)
 

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
+
+from absl import logging
 
 from damer_jax import data as data_lib
 
@@ -39,9 +42,12 @@ def load_benchmark(config: Any) -> dict[str, dict[str, Any]]:
 
 def create_dataset(config: Any) -> data_lib.Dataset:
   """The dataset named by config.dataset.name, ready to hand to the trainer."""
+  start = time.monotonic()
   if config.dataset.name in IN_MEMORY:
-    splits = load_benchmark(config)
-    return data_lib.ArrayDataset(splits, eval_splits=BENCHMARK_EVAL_SPLITS,
+    data = data_lib.ArrayDataset(load_benchmark(config), eval_splits=BENCHMARK_EVAL_SPLITS,
                                  unlabelled_split='unlabelled')
-  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
-  return pipeline.create_dataset(config)
+  else:
+    from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
+    data = pipeline.create_dataset(config)
+  logging.info('Data %s ready in %.1f s.', config.dataset.name, time.monotonic() - start)
+  return data
