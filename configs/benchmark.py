@@ -10,7 +10,10 @@ Measured (2-core CPU shared with other jobs, 2026-11-26; docs/benchmark.md, 'Mea
 the full-size benchmark (880 tracks, 8,040 segments, 0.55 GiB) generates in 58 s with
 num_workers=2; label noise 17.1 % / 14.5 % (valence / arousal) on train; ceiling 0.838 /
 0.809 on test_track and 0.829 / 0.825 on test_chain (track-bootstrap SE about 2 points).
-No model has been trained on it yet.
+Training (`python main.py --config=configs/benchmark.py --workdir=DIR`): 64 annotated
+and 64 unlabelled segments per step ran at 1.2 steps/s on that CPU while other jobs
+ran (a 30-step check, 2026-11-26), so the 1,500 steps take about 20 minutes there;
+the ablation grid (docs/ablations.md) is meant for a GPU. No full training result yet.
 """
 
 from configs import demo
