@@ -3,7 +3,7 @@ r"""DAMER: train, evaluate or predict.
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo --mode=evaluate
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo --mode=predict \
-        --audio=music/ --output=predictions.jsonl
+        --audio=music/ --output=out/predictions.jsonl --figures=out/
     python main.py --config=configs/demo.py --workdir=/tmp/damer_demo \
         --config.num_train_steps=1000 --config.dsaf.enabled=False
 
@@ -30,6 +30,9 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and log
 flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'], 'What to run.')
 flags.DEFINE_string('audio', None, 'predict: an audio file or a folder of them.')
 flags.DEFINE_string('output', None, 'predict: JSON-lines output file (default stdout).')
+flags.DEFINE_string('figures', None,
+                    'predict: folder for figures: one per file, overview.png of all files '
+                    'and index.md, a page with both and a table (default: none).')
 flags.DEFINE_integer('checkpoint_step', None,
                      'evaluate/predict: the checkpoint step to use (default: the latest).')
 flags.DEFINE_integer('num_workers', None,
@@ -88,7 +91,7 @@ def main(argv):
     predictor = predict.Predictor.from_workdir(FLAGS.workdir, FLAGS.config,
                                                FLAGS.checkpoint_step)
     _, failed = predict.predict_to_jsonl(predictor, FLAGS.audio, FLAGS.output,
-                                         FLAGS.num_workers)
+                                         FLAGS.num_workers, FLAGS.figures)
   except (FileNotFoundError, ValueError) as error:  # Missing checkpoint, wrong config.
     sys.exit(f'error: {error}')
   if failed:

@@ -25,6 +25,9 @@ Each result is a JSON-ready dict:
 A file that cannot be used yields `{'path': ..., 'error': ...}` instead. Audio shorter
 than one segment is zero-padded to one segment; a tail shorter than a segment after
 the last whole one is not scored (as in training). No TensorFlow is imported here.
+
+`Predictor.write_figures` (and `predict_to_jsonl(..., figures=DIR)`) draws the results:
+one figure per file, an overview of all files and a page (damer_jax/predict_plots.py).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class Predictor:
     config: the experiment config the model was built from.
     step: training step of the restored checkpoint.
     batch_size: segments per model call (a multiple of the local device count).
+    workdir: the training workdir it was restored from ('' if built from variables).
   """
 
   def __init__(self, config: Any, variables: dict[str, Any], step: int = 0,
@@ -127,6 +131,7 @@ class Predictor:
     train.validate_config(config)
     self.config = config
     self.step = int(step)
+    self.workdir = ''
     self.spec = features_lib.FeatureSpec.from_config(config.features)
     self.spec.validate()
     self.targets = tuple(config.targets)
@@ -161,7 +166,9 @@ class Predictor:
     """
     config = config if config is not None else checkpointing.load_config(workdir)
     variables, step = restore_variables(config, workdir, step)
-    return cls(config, variables, step, batch_size)
+    predictor = cls(config, variables, step, batch_size)
+    predictor.workdir = os.fspath(workdir)
+    return predictor
 
   def predict(self, audio: str | os.PathLike | np.ndarray,
               sample_rate: int | None = None) -> dict[str, Any]:
@@ -195,6 +202,25 @@ class Predictor:
         bar.update(1)
         yield result
     bar.close()
+
+  def write_figures(self, results: Iterable[dict[str, Any]], directory: epath.PathLike,
+                    root: epath.PathLike | None = None,
+                    output: epath.PathLike | None = None, title: str = '') -> epath.Path:
+    """Draws `results` (of this predictor) into `directory`; returns its index.md.
+
+    Writes files/<name>.png per file (valence and arousal over time, the path through
+    the valence-arousal plane), overview.png (every file in the plane) and index.md (the
+    figures and a table; failed files keep their error there). Names are relative to
+    `root` (a folder); `output` is the JSON-lines file the page links to.
+    """
+    from damer_jax import predict_plots  # pylint: disable=g-import-not-at-top  # matplotlib.
+    return predict_plots.write_figures(results, directory, self.figure_info(), root,
+                                       output, title)
+
+  def figure_info(self) -> Any:
+    """What the figures say about this model (`predict_plots.ModelInfo`)."""
+    from damer_jax import predict_plots  # pylint: disable=g-import-not-at-top  # matplotlib.
+    return predict_plots.ModelInfo.from_config(self.config, self.step, self.workdir)
 
   def _decode(self, path: str) -> _Track:
     try:
@@ -381,10 +407,13 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def predict_to_jsonl(predictor: Predictor, audio: str, output: str | None,
-                     num_workers: int | None = None) -> tuple[int, int]:
+                     num_workers: int | None = None, figures: str | None = None
+                     ) -> tuple[int, int]:
   """Scores a file or folder, writing one JSON line per file; returns (done, failed).
 
-  `output` None writes to stdout. Logs a summary with the audio seconds per second.
+  `output` None writes to stdout. `figures`: a folder for the figures and their page
+  (`Predictor.write_figures`), drawn as the results arrive. Logs a summary with the
+  audio seconds per second.
   """
   paths, skipped = find_audio_files(audio)
   if skipped:
@@ -393,12 +422,17 @@ def predict_to_jsonl(predictor: Predictor, audio: str, output: str | None,
   if not paths:
     raise FileNotFoundError(f'--audio={audio}: no audio files found (extensions: '
                             f'{", ".join(sorted(AUDIO_EXTENSIONS))}).')
+  writer = _figure_writer(predictor, audio, output, figures) if figures else None
   stream = (epath.Path(output).open('w') if output else None)
   done = failed = 0
-  seconds = 0.0
+  seconds = drawing = 0.0
   t0 = time.perf_counter()
   try:
     for result in predictor.predict_files(paths, num_workers=num_workers):
+      if writer:
+        t = time.perf_counter()
+        writer.add(result)
+        drawing += time.perf_counter() - t
       line = json.dumps(result)
       if stream:
         stream.write(line + '\n')
@@ -413,8 +447,21 @@ def predict_to_jsonl(predictor: Predictor, audio: str, output: str | None,
   finally:
     if stream:
       stream.close()
+  if writer:
+    t = time.perf_counter()
+    page = writer.finish()
+    drawing += time.perf_counter() - t
+    logging.info('Figures of %d file(s) drawn in %.1f s: %s', done, drawing, page)
   wall = time.perf_counter() - t0
   logging.info('Predicted %d file(s), %d failed: %.1f s of audio in %.1f s (%.1f s of '
                'audio per second)%s.', done, failed, seconds, wall, seconds / max(wall, 1e-9),
                f'; wrote {output}' if output else '')
   return done, failed
+
+
+def _figure_writer(predictor: Predictor, audio: str, output: str | None, figures: str):
+  """A predict_plots.FigureWriter for the files under `audio`."""
+  from damer_jax import predict_plots  # pylint: disable=g-import-not-at-top  # matplotlib.
+  root = audio if os.path.isdir(audio) else os.path.dirname(os.path.abspath(audio))
+  return predict_plots.FigureWriter(figures, predictor.figure_info(), root, output,
+                                    title=os.path.basename(os.path.normpath(audio)))

@@ -22,8 +22,8 @@ tf.config.set_visible_devices([], 'GPU')  # TensorFlow never takes an accelerato
 # Real datasets read from a manual download (config.dataset.manual_dir).
 MANUAL_DATASETS = ('memo2496', 'pmemo', 'emomusic')
 
-MODEL_KEYS = ('mel', 'coch', 'valence', 'arousal', 'track_id', 'style_id', 'index',
-              'start_s')
+MODEL_KEYS = data_lib.MODEL_KEYS  # What a batch carries to the devices.
+PREFETCH_BATCHES = 2  # Batches prepared ahead of the training step.
 
 
 def get_builder(config: Any) -> tfds.core.DatasetBuilder:
@@ -66,20 +66,22 @@ def prepare(config: Any) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def per_device_batch_size(global_batch_size: int) -> tuple[int, int]:
-  """(per-process, per-device) batch sizes; raises if the devices do not divide it."""
-  processes, local_devices = jax.process_count(), jax.local_device_count()
-  if global_batch_size % (processes * local_devices):
-    raise ValueError(
-        f'config.batch_size={global_batch_size} must be divisible by the number of '
-        f'devices ({processes} processes x {local_devices} local devices); pick a '
-        f'multiple of {processes * local_devices}.')
-  per_process = global_batch_size // processes
-  return per_process, per_process // local_devices
-
-
 def _select(example):
   return {k: example[k] for k in MODEL_KEYS}
+
+
+def _without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """`ds` without tf.data's autotuning thread, so that dropping its iterator is instant.
+
+  With autotuning, an iterator owns a thread that re-tunes the pipeline at periods
+  doubling up to 60 s, and destroying the iterator waits for that thread: a run that
+  dropped its training stream waited up to a minute before it could exit. These
+  pipelines are light (decode once, then cache, shuffle and batch in memory), so the
+  default parallelism (the CPU count) and a fixed prefetch do as well.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
 
 
 def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
@@ -100,7 +102,9 @@ def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
   * resuming skips to epoch start_step * batch // n and then the remainder within it,
     so the cost of a resume is reading at most one epoch, not the whole history.
   """
-  per_process, per_device = per_device_batch_size(batch_size or config.batch_size)
+  per_process, per_device = data_lib.per_device_batch_size(
+      batch_size or config.batch_size,
+      'config.pcl.unlabelled_batch_size' if batch_size else 'config.batch_size')
   base = builder.as_dataset(split=tfds.split_for_jax_process(split, drop_remainder=True),
                             shuffle_files=False)
   base = base.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
@@ -124,8 +128,8 @@ def train_iterator(builder: tfds.core.DatasetBuilder, config: Any, *, seed: int,
   local_devices = jax.local_device_count()
   ds = ds.map(lambda b: {k: tf.reshape(v, (local_devices, per_device) + tuple(v.shape[1:]))
                          for k, v in b.items()})
-  ds = ds.prefetch(tf.data.AUTOTUNE)
-  return iter(tfds.as_numpy(ds))
+  ds = _without_autotune(ds.prefetch(PREFETCH_BATCHES))
+  return ds.as_numpy_iterator()
 
 
 def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 'test'
@@ -136,17 +140,18 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
   `mask` (float32) is 1 for real examples; a process with fewer batches than another
   adds all-padding batches, so that every process runs the same number of steps.
   """
-  per_process, per_device = per_device_batch_size(config.eval_batch_size)
+  per_process, per_device = data_lib.per_device_batch_size(config.eval_batch_size,
+                                                           'config.eval_batch_size')
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
   ds = ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
   local = int(ds.cardinality())
   if local < 0:
     local = sum(1 for _ in ds)
   total_batches = parallel.max_over_processes(-(-local // per_process))
-  ds = ds.batch(per_process).prefetch(tf.data.AUTOTUNE)
+  ds = _without_autotune(ds.batch(per_process).prefetch(PREFETCH_BATCHES))
   local_devices = jax.local_device_count()
   shapes = {k: (v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
-  batches = iter(tfds.as_numpy(ds))
+  batches = ds.as_numpy_iterator()
   for _ in range(total_batches):
     batch = next(batches, None)
     if batch is None:  # This process ran out first: a batch of padding only.
