@@ -5,10 +5,9 @@
 240 synthetic tracks of 6 s (1,152 train / 288 test segments, 48 held-out tracks),
 the full DAMER (DSAF + PCL + SAML) at 0.27M parameters, 600 steps of batch 32.
 
-Measured on a 2-core CPU (no GPU), 2026-11-25, from an empty data dir: 3 min 5 s wall
-in all (records built in 29 s; the test suite was running beside it); the last line
-of eval_metrics.jsonl read valence/accuracy 0.976 and arousal/accuracy 0.976 on the
-48 held-out tracks. With DSAF only (PCL and SAML off): 2 min, 0.941 / 0.983.
+Wall time and accuracy, measured: README.md ("Two commands"). The 48 held-out tracks
+leave a standard error of 2-3 points and the demo is near its data ceiling, so it
+cannot tell the modules apart; configs/benchmark.py is the data for that.
 """
 
 from configs import default
