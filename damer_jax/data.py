@@ -132,19 +132,23 @@ def merge_streams(labelled: Mapping[str, np.ndarray],
           for k, v in labelled.items()}
 
 
+def pad_to(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+  """`batch` [n, ...] zero-padded to [batch_size, ...], with 'mask' (1 = real row)."""
+  real = len(next(iter(batch.values())))
+  mask = np.zeros(batch_size, np.float32)
+  mask[:real] = 1.0
+  padded = {k: np.concatenate([v, np.zeros((batch_size - real,) + v.shape[1:], v.dtype)])
+            for k, v in batch.items()}
+  padded['mask'] = mask
+  return padded
+
+
 def pad_batches(arrays: Mapping[str, np.ndarray], batch_size: int
                 ) -> Iterator[dict[str, np.ndarray]]:
   """Every row once in batches [batch_size, ...], the last padded; 'mask' 1 = real."""
   n = len(next(iter(arrays.values())))
   for start in range(0, n, batch_size):
-    chunk = {k: v[start:start + batch_size] for k, v in arrays.items()}
-    real = len(chunk['mel'])
-    mask = np.zeros(batch_size, np.float32)
-    mask[:real] = 1.0
-    chunk = {k: np.concatenate([v, np.zeros((batch_size - real,) + v.shape[1:], v.dtype)])
-             for k, v in chunk.items()}
-    chunk['mask'] = mask
-    yield chunk
+    yield pad_to({k: v[start:start + batch_size] for k, v in arrays.items()}, batch_size)
 
 
 class ArrayDataset:

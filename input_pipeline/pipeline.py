@@ -157,12 +157,7 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
     if batch is None:  # This process ran out first: a batch of padding only.
       batch = {k: np.zeros((0,) + tuple(shape[1:]), dtype) for k, (shape, dtype)
                in shapes.items()}
-    n = len(batch['mel'])
-    mask = np.zeros(per_process, np.float32)
-    mask[:n] = 1.0
-    batch = {k: np.concatenate([v, np.zeros((per_process - n,) + v.shape[1:], v.dtype)])
-             for k, v in batch.items()}
-    batch['mask'] = mask
+    batch = data_lib.pad_to(batch, per_process)
     yield {k: v.reshape((local_devices, per_device) + v.shape[1:]) for k, v in batch.items()}
 
 

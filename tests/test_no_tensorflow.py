@@ -7,7 +7,7 @@ import textwrap
 
 from tests.conftest import ROOT
 
-SCRIPT = textwrap.dedent('''
+BLOCK_TENSORFLOW = textwrap.dedent('''
     import sys
 
     class BlockTensorFlow:
@@ -17,6 +17,19 @@ SCRIPT = textwrap.dedent('''
         return None
 
     sys.meta_path.insert(0, BlockTensorFlow())
+''')
+
+# The generated benchmark (audio, both views, raters) and its in-memory dataset.
+BENCHMARK_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
+    from input_pipeline import features, sources, va_benchmark
+    spec = va_benchmark.BenchmarkSpec.tiny(num_train_tracks=2)
+    data = va_benchmark.generate(spec, features.FeatureSpec(), num_workers=1)
+    va_benchmark.describe(data)
+    assert 'tensorflow' not in sys.modules
+    print('OK', len(data['train']['mel']))
+''')
+
+SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
     import functools, pkgutil, importlib
     import damer_jax
     for m in pkgutil.iter_modules(damer_jax.__path__):
@@ -55,3 +68,11 @@ def test_damer_jax_runs_with_tensorflow_blocked(tmp_path):
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().endswith('OK 1')
+
+
+def test_the_benchmark_generates_without_tensorflow():
+  result = subprocess.run([sys.executable, '-c', BENCHMARK_SCRIPT], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == 'OK 6'

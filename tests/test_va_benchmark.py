@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ import pytest
 from input_pipeline import features as features_lib
 from input_pipeline import synthetic_music
 from input_pipeline import va_benchmark as vb
-from tests.conftest import ROOT
 
 FEATURES = features_lib.FeatureSpec()
 NOISELESS = dict(rater_bias_std=0.0, rater_lag_min_s=0.0, rater_lag_max_s=0.0,
@@ -266,29 +262,3 @@ def test_bad_spec_fails_with_a_message():
     vb.track_plan(vb.BenchmarkSpec.tiny(heldout_chains=('garage',)))
   with pytest.raises(ValueError, match='heldout_style'):
     vb.track_plan(vb.BenchmarkSpec.tiny(heldout_style='banjo'))
-
-
-SCRIPT = textwrap.dedent('''
-    import sys
-
-    class BlockTensorFlow:
-      def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):
-          raise ImportError('TensorFlow is blocked in this test')
-        return None
-
-    sys.meta_path.insert(0, BlockTensorFlow())
-    from input_pipeline import features, va_benchmark
-    spec = va_benchmark.BenchmarkSpec.tiny(num_train_tracks=2)
-    data = va_benchmark.generate(spec, features.FeatureSpec(), num_workers=1)
-    va_benchmark.describe(data)
-    assert 'tensorflow' not in sys.modules
-    print('OK', len(data['train']['mel']))
-''')
-
-
-def test_generates_without_tensorflow():
-  result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, capture_output=True,
-                          text=True, env=dict(os.environ), timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.strip() == 'OK 6'
