@@ -30,6 +30,7 @@ from damer_jax import models
 from damer_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
+flags.mark_flags_as_required(['config'])
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps (after 3 warm-up steps).')
 _PEAK = flags.DEFINE_bool('peak', False, 'Also measure the matmul peak and utilisation.')
 

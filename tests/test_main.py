@@ -146,3 +146,10 @@ def test_killed_then_preempted_run_ends_bit_identical_to_an_uninterrupted_one(
   assert sorted(expected) == sorted(got)
   for key, value in expected.items():  # Params, optimiser, PCL table, SAML queue, rng.
     np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_train_throughput_without_config_prints_usage():
+  result = subprocess.run([sys.executable, 'benchmarks/train_throughput.py'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  assert '--config' in result.stderr and 'AttributeError' not in result.stderr

@@ -92,3 +92,18 @@ def test_train_stream_resumes_exactly_where_it_was(built, start_step):
   assert sorted(indices) == list(range(18))  # The first epoch holds every example once.
   other = next(pipeline.train_iterator(builder, config, seed=4))
   assert not np.array_equal(other['index'], batches[0]['index'])  # The seed matters.
+
+
+def test_config_name_hashes_every_module_that_shapes_the_records(monkeypatch):
+  """A change to segment labelling (records.py) or splitting (splits.py) must not reuse
+  records built by the old code."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  from input_pipeline import records, splits  # pylint: disable=g-import-not-at-top
+  from input_pipeline.datasets.synthetic_va import synthetic_va_dataset_builder as sv  # pylint: disable=g-import-not-at-top
+  before = sv.make_config().name
+  real = inspect.getsource
+  for changed in (records, splits):
+    monkeypatch.setattr(sv.inspect, 'getsource',
+                        lambda m, changed=changed: real(m) + ('\n# edit' if m is changed
+                                                              else ''))
+    assert sv.make_config().name != before, changed.__name__

@@ -61,12 +61,8 @@ def style_of(track_number: int) -> int:
   return track_number % len(synthetic_music.STYLE_NAMES)
 
 
-def _generator_digest() -> str:
-  return hashlib.sha1(inspect.getsource(synthetic_music).encode()).hexdigest()[:10]
-
-
-def _features_digest() -> str:
-  return hashlib.sha1(inspect.getsource(features_lib).encode()).hexdigest()[:10]
+def _source_digest(module) -> str:
+  return hashlib.sha1(inspect.getsource(module).encode()).hexdigest()[:10]
 
 
 def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_seed: int = 0,
@@ -76,10 +72,13 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
                 ) -> SyntheticVaConfig:
   """A config whose name is unique for its settings, so builds never collide.
 
-  The name also hashes the generator's and features.py's source, so records made by
-  older code are never read as if they came from this one.
+  The name also hashes the source of every module that shapes the records (the
+  generator, features.py, records.py with the segment labelling, splits.py), so
+  records made by older code are never read as if they came from this one.
   """
-  settings = dict(generator=_generator_digest(), features=_features_digest(),
+  settings = dict(generator=_source_digest(synthetic_music),
+                  features=_source_digest(features_lib), records=_source_digest(records),
+                  splits=_source_digest(splits),
                   num_tracks=num_tracks,
                   track_seconds=track_seconds,
                   generator_seed=generator_seed, test_fraction=test_fraction,
