@@ -241,7 +241,8 @@ def run_cell(base: ml_collections.ConfigDict, workdir: epath.PathLike, cell: Cel
              overrides: dict[str, Any],
              train_fn: Callable[[Any, str], Any] | None = None) -> CellResult:
   """Trains one cell, or skips it when done; a failure is returned, never raised."""
-  train_fn = train_fn or train.train_and_evaluate
+  train_fn = train_fn or (lambda config, workdir: train.train_and_evaluate(
+      config, workdir, sources.create_dataset(config)))
   directory = cell_workdir(workdir, cell)
   start = time.monotonic()
   attempted = None  # The config once training has started (then its record is kept).
@@ -479,8 +480,10 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
       for variant, label in (('full', 'full: DSAF + PCL + SAML'),
                              ('no_saml', 'no_saml: DSAF + PCL, SAML off')):
         cell = Cell(split, variant, 0)
+        config = cell_config(base, cell, overrides)
         embeddings, classes, tracks = plots.embeddings_for(
-            cell_config(base, cell, overrides), cell_workdir(workdir, cell), DRIFT_TARGET)
+            config, cell_workdir(workdir, cell), sources.create_dataset(config),
+            DRIFT_TARGET)
         panels.append((label, embeddings, classes, tracks))
         stats[variant] = plots.neighbour_stats(embeddings, classes, tracks)
       plots.plot_embedding_drift(panels, png, title, target=DRIFT_TARGET, note=DRIFT_NOTE)

@@ -2,7 +2,7 @@
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
 switch), so it works on a headless machine and inside other programs. No TensorFlow
-here: `embeddings_for` imports the input pipeline only when it is called.
+here: `embeddings_for` is handed the dataset (damer_jax.data.Dataset).
 """
 
 from __future__ import annotations
@@ -148,9 +148,10 @@ def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: s
   return path
 
 
-def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence',
-                   split: str = 'test') -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Fused embeddings of the latest checkpoint in `workdir` on one split.
+def embeddings_for(config: Any, workdir: epath.PathLike, data: Any,
+                   target: str = 'valence', split: str = 'test'
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Fused embeddings of the latest checkpoint in `workdir` on one split of `data`.
 
   Returns (embeddings [N, D], class of `target` [N] (1 = value > config.label_threshold),
   track ids [N]), padding removed. Valence is the default target: it is the one the
@@ -158,9 +159,6 @@ def embeddings_for(config: Any, workdir: epath.PathLike, target: str = 'valence'
   arousal 0.98 -> 0.93; docs/ablations.md).
   """
   from damer_jax import train  # pylint: disable=g-import-not-at-top
-  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
-
-  data = pipeline.create_dataset(config)
   model, state = train.restore_for_inference(config, str(workdir), data)
   driver = train.create_driver(config, model)
   embeddings, classes, tracks = [], [], []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import signal
 import threading
-import time
 from typing import Any, Iterable, Iterator
 
 from absl import logging
@@ -349,26 +348,15 @@ class _Preemption:
     return False
 
 
-def _default_dataset(config: Any) -> data_lib.Dataset:
-  """The TFDS records of config.dataset (entry points normally pass the data in)."""
-  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow.
-  return pipeline.create_dataset(config)
-
-
-def train_and_evaluate(config: Any, workdir: str,
-                       data: data_lib.Dataset | None = None) -> TrainState:
+def train_and_evaluate(config: Any, workdir: str, data: data_lib.Dataset) -> TrainState:
   """Trains, evaluates every `eval_every_steps` and checkpoints; resumes from workdir.
 
-  `data` is what the run reads (damer_jax/data.py); None builds the TFDS records of
-  config.dataset. SIGTERM makes the run save a checkpoint at the current step and
+  `data` is what the run reads (damer_jax/data.py), made by the entry point
+  (`input_pipeline.sources.create_dataset`). SIGTERM makes the run save a checkpoint at the current step and
   return normally; a non-finite loss or gradient ends it with a FloatingPointError
   naming the step. Returns the final (host-side) TrainState.
   """
   validate_config(config)
-  if data is None:
-    t0 = time.monotonic()
-    data = _default_dataset(config)
-    logging.info('Records ready in %.1f s.', time.monotonic() - t0)
   logging.info('Data: train %d, unlabelled %d examples; evaluating %s.', data.num_train,
                data.num_unlabelled, ', '.join(data.eval_splits))
   with _Preemption() as preemption:
@@ -465,8 +453,8 @@ def restore_for_inference(config: Any, workdir: str, data: Any = None,
   return model, state
 
 
-def evaluate(config: Any, workdir: str, step: int | None = None,
-             data: data_lib.Dataset | None = None) -> dict[str, Any]:
+def evaluate(config: Any, workdir: str, step: int | None,
+             data: data_lib.Dataset) -> dict[str, Any]:
   """Evaluates a checkpoint on the first eval split and writes `<workdir>/report/`.
 
   Appends the fusion head's segment-level row to eval_metrics.jsonl (as training does)
@@ -475,8 +463,6 @@ def evaluate(config: Any, workdir: str, step: int | None = None,
   """
   from damer_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib.
 
-  if data is None:
-    data = _default_dataset(config)
   model, state = restore_for_inference(config, workdir, data, step)
   driver = create_driver(config, model)
   split = data.eval_splits[0]
