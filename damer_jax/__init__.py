@@ -1,7 +1,9 @@
 """DAMER in JAX/Flax: dual-view (Mel + cochleagram) music emotion recognition.
 
-Nothing in this package imports TensorFlow; the input pipeline lives in
-`input_pipeline/` and is imported only by the training loop when it reads records.
+Nothing in this package imports TensorFlow. The trainer is handed its data (a
+`damer_jax.data.Dataset`, made by `input_pipeline.sources.create_dataset` in the entry
+points); only prediction still borrows `input_pipeline`'s TensorFlow-free audio and
+feature modules.
 """
 
 __version__ = '0.1.0'
