@@ -83,6 +83,8 @@ flags.DEFINE_list('saml_sweep', [], 'In-memory datasets (va_benchmark): SAML set
                   'with each (all --seeds) and scored on the validation tracks; the '
                   'best is used in every variant and its run is the full variant. '
                   'Empty: the config\'s own.')
+flags.DEFINE_list('sweep_seeds', [], 'Seeds of the SAML sweep (default: --seeds). When '
+                  'they differ from --seeds the chosen run is not reused as full.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -502,13 +504,16 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
 def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
                    variants: Sequence[str], seeds: Sequence[int],
                    overrides: dict[str, Any], config_overrides: dict[str, Any],
-                   saml_sweep: Sequence[str] = ()) -> None:
+                   saml_sweep: Sequence[str] = (),
+                   sweep_seeds: Sequence[int] | None = None) -> None:
   """Runs the grid of an in-memory dataset (damer_jax/grid.py) and writes its report.
 
   One training per variant serves every evaluation split (held-out tracks, held-out
-  chains and styles); --splits does not apply. Writes <workdir>/ablation.md and
-  ablation.json.
+  chains and styles); --splits does not apply. The SAML sweep trains under
+  `sweep_seeds` (default: `seeds`); when they are the grid's seeds the chosen setting's
+  run is reused as `full`. Writes <workdir>/ablation.md and ablation.json.
   """
+  sweep_seeds = list(seeds if sweep_seeds is None else sweep_seeds)
   start = time.monotonic()
   config = base.copy_and_resolve_references()
   for key, value in overrides.items():
@@ -526,10 +531,10 @@ def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
         raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature, '
                              'e.g. 0.5:0.1.') from None
     config.saml.weight, config.saml.temperature = grid.choose_saml(
-        config, data, workdir / 'sweep', settings, seeds)
+        config, data, workdir / 'sweep', settings, sweep_seeds)
     logging.info('SAML chosen on validation: weight %g, temperature %g.',
                  config.saml.weight, config.saml.temperature)
-    if 'full' in variants:  # The chosen setting's run is the full variant.
+    if 'full' in variants and sweep_seeds == list(seeds):  # The chosen run is `full`.
       chosen = workdir / 'sweep' / grid.sweep_prefix(config.saml.weight,
                                                      config.saml.temperature)
       for suffix in ('npz', 'json'):
@@ -539,7 +544,8 @@ def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
   test_splits = [s for s in data.eval_splits if s != 'validation']
   report = {
       'seeds': list(seeds), 'variants': list(variants),
-      'saml': {'weight': config.saml.weight, 'temperature': config.saml.temperature},
+      'saml': {'weight': config.saml.weight, 'temperature': config.saml.temperature,
+               'sweep_seeds': sweep_seeds if saml_sweep else None},
       'splits': grid.analyse(config, data, results, test_splits),
       'pcl_labels': {v: grid.pcl_label_quality(config, data, r)
                      for v, r in results.items() if VARIANTS[v][1]},
@@ -616,8 +622,13 @@ def main(argv):
   workdir.mkdir(parents=True, exist_ok=True)
   _use_compilation_cache(workdir / 'jax_cache')
   if base.dataset.name in sources.IN_MEMORY:
+    try:
+      sweep_seeds = [int(s) for s in _unique(FLAGS.sweep_seeds)] or seeds
+    except ValueError:
+      raise app.UsageError(f'--sweep_seeds must be integers, got {FLAGS.sweep_seeds}.'
+                           ) from None
     in_memory_grid(base, workdir, variants, seeds, overrides, config_overrides,
-                   FLAGS.saml_sweep)
+                   FLAGS.saml_sweep, sweep_seeds)
     return
   cells = grid_cells(splits, variants, seeds)
   logging.info('Ablation grid of %d cells in %s.', len(cells), workdir)

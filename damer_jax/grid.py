@@ -100,6 +100,56 @@ def run_variants(base: Any, data: data_lib.ArrayDataset, workdir: epath.PathLike
   return results
 
 
+def merge_runs(parts: Sequence[epath.PathLike], out: epath.PathLike) -> None:
+  """Joins single-seed (or several-seed) results of one variant into one result file.
+
+  `parts` are `<name>.npz` files written by `run_variants` for the same config under
+  different seeds (e.g. each trained by its own process); `out` (`<variant>.npz` and
+  its `.json`) then reads exactly like a run that trained all of their seeds at once:
+  every array's seed axis is joined (axis 0; axis 1 for the [steps, S] training
+  curves), 'history/step' must agree, timings add up.
+
+  Raises:
+    ValueError: naming the part that does not fit (other arrays, steps or a seed twice).
+  """
+  parts = [epath.Path(p) for p in parts]
+  if not parts:
+    raise ValueError('merge_runs: no parts to merge.')
+  arrays, metas = [], []
+  for part in parts:
+    with part.open('rb') as f:
+      arrays.append(dict(np.load(f)))
+    metas.append(json.loads(part.with_suffix('.json').read_text()))
+  seeds = [s for m in metas for s in m['seeds']]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f'merge_runs: seeds {seeds} repeat across {[str(p) for p in parts]}.')
+  merged = {}
+  for key in arrays[0]:
+    for part, a in zip(parts, arrays):
+      if set(a) != set(arrays[0]):
+        raise ValueError(f'merge_runs: {part} holds {sorted(a)}, {parts[0]} holds '
+                         f'{sorted(arrays[0])}; are they the same variant?')
+    if key == 'history/step':
+      for part, a in zip(parts, arrays):
+        if not np.array_equal(a[key], arrays[0][key]):
+          raise ValueError(f'merge_runs: {part} logged other steps than {parts[0]}.')
+      merged[key] = arrays[0][key]
+    else:
+      merged[key] = np.concatenate([a[key] for a in arrays],
+                                   axis=1 if key.startswith('history/') else 0)
+  out = epath.Path(out)
+  with out.open('wb') as f:
+    np.savez_compressed(f, **merged)
+  meta = dict(metas[0])
+  meta.update(
+      seeds=seeds, parts=[str(p) for p in parts],
+      train_seconds=sum(m['train_seconds'] for m in metas),
+      compile_seconds=sum(m['compile_seconds'] for m in metas),
+      steps_per_second=float(np.mean([m['steps_per_second'] for m in metas])),
+      nonfinite_steps=[n for m in metas for n in m['nonfinite_steps']])
+  out.with_suffix('.json').write_text(json.dumps(meta, indent=1))
+
+
 def choose_saml(base: Any, data: data_lib.ArrayDataset, workdir: epath.PathLike,
                 settings: Sequence[tuple[float, float]], seeds: Sequence[int],
                 split: str = 'validation') -> tuple[float, float]:
