@@ -575,16 +575,6 @@ class _QuietLibraries(logging.logging.Filter):
             '/orbax/' not in record.pathname)
 
 
-def _use_compilation_cache(default: epath.Path) -> None:
-  """Persistent XLA cache: cells that differ only in their seed compile once.
-
-  A cache the user configured (JAX_COMPILATION_CACHE_DIR) is kept.
-  """
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', str(default))
-  logging.info('XLA compilation cache: %s', jax.config.jax_compilation_cache_dir)
-
-
 def _unique(items: Iterable[str]) -> list[str]:
   return list(dict.fromkeys(i.strip() for i in items if i.strip()))
 
@@ -620,7 +610,7 @@ def main(argv):
 
   workdir = epath.Path(FLAGS.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  _use_compilation_cache(workdir / 'jax_cache')
+  train.use_compilation_cache(str(workdir / 'jax_cache'))  # Seeds share compiled steps.
   if base.dataset.name in sources.IN_MEMORY:
     try:
       sweep_seeds = [int(s) for s in _unique(FLAGS.sweep_seeds)] or seeds

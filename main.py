@@ -45,6 +45,10 @@ flags.DEFINE_string('coordinator_address', None,
                     'Multi-process run without auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', None, 'With --coordinator_address: process count.')
 flags.DEFINE_integer('process_id', None, 'With --coordinator_address: this process, 0..N-1.')
+flags.DEFINE_string('compilation_cache', train.DEFAULT_COMPILATION_CACHE,
+                    'Persistent XLA compilation cache: a restart or resume loads the '
+                    'compiled steps instead of compiling again. Empty: off. The '
+                    'environment variable JAX_COMPILATION_CACHE_DIR, when set, wins.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -72,6 +76,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   _initialize_distributed()
+  train.use_compilation_cache(FLAGS.compilation_cache)
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   if FLAGS.mode == 'train':
@@ -82,8 +87,9 @@ def main(argv):
     if FLAGS.mode == 'evaluate':
       result = train.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step,
                               sources.create_dataset(FLAGS.config))
-      print(json.dumps({k: result[k] for k in ('step', 'num_segments', 'num_tracks')}
-                       | {'fusion': result['segment']['fusion']}, sort_keys=True))
+      if jax.process_index() == 0:  # Only process 0 writes the report and returns it.
+        print(json.dumps({k: result[k] for k in ('step', 'num_segments', 'num_tracks')}
+                         | {'fusion': result['segment']['fusion']}, sort_keys=True))
       return
     if not FLAGS.audio:
       raise app.UsageError('--mode=predict needs --audio=FILE_OR_FOLDER.')

@@ -45,6 +45,7 @@ from ml_collections import config_flags
 
 import ablation  # Its flags are this script's flags.
 from damer_jax import grid
+from damer_jax import train
 from input_pipeline import sources
 
 flags.DEFINE_integer('workers', len(os.sched_getaffinity(0)),
@@ -213,7 +214,7 @@ def main(argv):
     raise app.UsageError('full did not finish on every seed: no report.')
   logging.info('Report on %s (left out: %s).', ', '.join(complete),
                ', '.join(v for v in variants if v not in complete) or 'none')
-  ablation._use_compilation_cache(cache_dir)  # pylint: disable=protected-access
+  train.use_compilation_cache(str(cache_dir))
   ablation.in_memory_grid(base, final, complete, seeds,
                           ablation.parse_overrides(base, FLAGS.override),
                           config_flags.get_override_values(FLAGS['config']),

@@ -8,7 +8,11 @@ per-device functions, whose collectives name the axis `AXIS`:
   the step over the mesh axis with `jax.shard_map` under `jax.jit`.
 
 Metrics come back as scalars and eval outputs as [local_devices, per_device, ...], so
-the training loop does not care which driver runs.
+the training loop does not care which driver runs. For the loop, both drivers also
+offer `train_step_device` (metrics left as the device returned them, no host work per
+step; `host_metrics` turns fetched ones into scalars), `put_batch` (a batch placed as
+the step reads it, for prefetching) and a `put_state` that gives the state the very
+sharding the step returns, so the step compiles once per start.
 """
 
 from __future__ import annotations
@@ -31,9 +35,26 @@ class PmapDriver:
   def __init__(self, train_step: Callable, eval_step: Callable):
     self._train = jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0,))
     self._eval = jax.pmap(eval_step, axis_name=AXIS)
+    self._batch_sharding = NamedSharding(Mesh(np.asarray(jax.local_devices()), (AXIS,)),
+                                         P(AXIS))
 
   def put_state(self, state):
-    return jax_utils.replicate(state)
+    # Sharded over a mesh axis named AXIS, as pmap's outputs are: with flax's default
+    # axis name the step's second call (fed its own output) would compile it again.
+    return jax_utils.replicate(state, axis_name=AXIS)
+
+  def put_batch(self, batch):
+    """A host batch [local_devices, ...] sharded over the local devices."""
+    return jax.device_put(batch, self._batch_sharding)
+
+  def train_step_device(self, state, batch):
+    """`train_step` with the metrics left on the devices ([local_devices] each)."""
+    return self._train(state, batch)
+
+  @staticmethod
+  def host_metrics(metrics):
+    """Fetched `train_step_device` metrics [..., local_devices] -> [...] (all equal)."""
+    return jax.tree.map(lambda m: np.asarray(m)[..., 0], metrics)
 
   def get_state(self, state):
     """One host-side-usable copy of the state (for checkpoints and inspection)."""
@@ -72,6 +93,17 @@ class ShardMapDriver:
 
   def put_state(self, state):
     return jax.device_put(state, self._replicated)
+
+  def put_batch(self, batch):
+    """A host batch [devices, ...] sharded over the mesh."""
+    return jax.device_put(batch, NamedSharding(self.mesh, P(AXIS)))
+
+  def train_step_device(self, state, batch):
+    return self._train(state, batch)
+
+  @staticmethod
+  def host_metrics(metrics):
+    return jax.tree.map(np.asarray, metrics)
 
   def get_state(self, state):
     return state

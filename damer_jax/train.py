@@ -6,7 +6,9 @@ The steps are pure per-device functions with explicit collectives over the named
 
 from __future__ import annotations
 
+import collections
 import functools
+import os
 import signal
 import threading
 from typing import Any, Iterable, Iterator
@@ -31,6 +33,25 @@ from damer_jax import saml
 from damer_jax.train_state import TrainState
 
 AXIS = parallel.AXIS  # Name of the data-parallel device axis.
+
+
+DEFAULT_COMPILATION_CACHE = '~/.cache/damer_jax/xla'
+
+
+def use_compilation_cache(directory: str | None) -> str | None:
+  """Turns JAX's persistent compilation cache on in `directory` (None or '': off).
+
+  A restart, a resume or another run of the same model then loads its compiled steps
+  instead of compiling them again. A cache the user set with the environment variable
+  JAX_COMPILATION_CACHE_DIR wins over `directory`. Returns the directory in use.
+  """
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    directory = os.environ['JAX_COMPILATION_CACHE_DIR']
+  elif directory:
+    directory = os.path.expanduser(str(directory))
+  jax.config.update('jax_compilation_cache_dir', directory or None)
+  logging.info('Persistent compilation cache: %s', directory or 'off')
+  return directory or None
 
 
 def validate_config(config: Any) -> None:
@@ -275,50 +296,77 @@ def evaluate_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.nda
   return result
 
 
-def _average(metrics_list: list[dict[str, Any]]) -> dict[str, float]:
-  stacked = jax.device_get(metrics_list)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
-
-
 def _data_seed(config: Any) -> int:
   """The data-order seed of a run (the input stream is a function of it and the step)."""
   return int(np.random.SeedSequence([config.seed, 0xDA7A]).generate_state(1)[0])
 
 
-class _NonFiniteGuard:
-  """Checks each step's `finite` flag one step late, so the host never stalls the device.
+class _StepMetrics:
+  """The train steps' metrics, left on the devices until the host needs them.
 
-  `train_step` already skips a non-finite update on the device; this ends the run.
+  `add` keeps a step's device arrays and does no host work and no transfer; `summary`
+  (at the log interval) fetches everything kept, all at once, and averages it;
+  `check_finite` (before a checkpoint is written) fetches only the `finite` flags.
+  `train_step` already skips a non-finite update on the device; a skipped step found by
+  either ends the run with a FloatingPointError naming the first such step, before
+  anything after it is saved.
   """
 
-  def __init__(self, workdir: epath.Path, manager):
-    self._pending, self._workdir, self._manager = None, workdir, manager
+  def __init__(self, driver: Any, workdir: epath.Path, manager):
+    self._driver, self._workdir, self._manager = driver, workdir, manager
+    self._steps, self._metrics = [], []
 
-  def after(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    """Records this step's flag and checks the previous one."""
-    previous, self._pending = self._pending, (step, metrics)
-    if previous:
-      self._check(*previous)
+  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self._steps.append(step)
+    self._metrics.append(metrics)
 
-  def flush(self) -> None:
-    """Checks the latest step (before a checkpoint is written, and at the end)."""
-    if self._pending:
-      self._check(*self._pending)
-      self._pending = None
+  def check_finite(self) -> None:
+    """Raises if a kept step was non-finite (fetches only the flags)."""
+    if self._metrics:
+      self._check(self._fetch([m['finite'] for m in self._metrics]))
 
-  def _check(self, step, metrics):
-    if float(jax.device_get(metrics['finite'])) > 0:
+  def summary(self) -> dict[str, float]:
+    """Mean of every metric over the kept steps; forgets them."""
+    host = self._fetch(self._metrics)
+    self._check([m['finite'] for m in host])
+    summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    self._steps, self._metrics = [], []
+    return summary
+
+  def _fetch(self, tree):
+    return self._driver.host_metrics(jax.device_get(tree))
+
+  def _check(self, finite: list[Any]) -> None:
+    bad = [i for i, flag in enumerate(finite) if float(flag) <= 0]
+    if not bad:
       return
+    step = self._steps[bad[0]]
+    metrics = self._fetch(self._metrics[bad[0]])
     self._manager.wait_until_finished()
     good = self._manager.latest_step()
     raise FloatingPointError(
         f'Non-finite training loss or gradient at step {step} (loss '
-        f'{float(jax.device_get(metrics["loss"]))}, gradient norm '
-        f'{float(jax.device_get(metrics["grad_norm"]))}). The update was skipped and '
-        f'nothing after it was saved; the last good checkpoint is '
+        f'{float(metrics["loss"])}, gradient norm {float(metrics["grad_norm"])}). The '
+        f'update was skipped and nothing after it was saved; the last good checkpoint is '
         f'{"step " + str(good) if good is not None else "none"} in '
         f'{self._workdir / "checkpoints"}. Lower config.optimizer.learning_rate or check '
         'the data, then run again on this workdir to resume from it.')
+
+
+def _on_device(batches: Iterator[dict[str, np.ndarray]], put: Any, size: int = 2
+               ) -> Iterator[Any]:
+  """Yields `put(batch)` for each batch, `size` batches ahead of the step reading them.
+
+  `jax.device_put` returns at once, so each batch's host-to-device copy overlaps the
+  steps before it instead of starting inside its own step.
+  """
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(put(batch))
+    if len(queue) == size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 class _Preemption:
@@ -388,22 +436,19 @@ def _train_loop(config: Any, workdir: str, data: data_lib.Dataset,
   train_iter = data.train_batches(config, seed=_data_seed(config), start_step=start_step)
   report_progress = reporting.create_progress_reporter(config.num_train_steps, writer)
 
-  state = driver.put_state(state)
-  guard = _NonFiniteGuard(workdir, manager)
-  train_metrics = []
+  state = driver.put_state(state)  # The sharding the step returns: one compile.
+  train_iter = _on_device(train_iter, driver.put_batch)
+  train_metrics = _StepMetrics(driver, workdir, manager)
   for step in range(start_step + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, metrics = driver.train_step(state, next(train_iter))
-    guard.after(step, metrics)
-    train_metrics.append(metrics)
+      state, metrics = driver.train_step_device(state, next(train_iter))
+    train_metrics.add(step, metrics)
     report_progress(step)
     last = step == config.num_train_steps
     stop = (manager.reached_preemption(step) if jax.process_count() > 1
             else preemption.requested)
     if step % config.log_every_steps == 0 or last or stop:
-      guard.flush()
-      summary = _average(train_metrics)
-      train_metrics = []
+      summary = train_metrics.summary()
       writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
       if is_main:
         reporting.append_jsonl(workdir, reporting.TRAIN_METRICS, {'step': step, **summary})
@@ -415,13 +460,13 @@ def _train_loop(config: Any, workdir: str, data: data_lib.Dataset,
           reporting.append_eval_metrics(workdir, {'step': step, 'split': split, **result})
         logging.info('eval of %s at step %d: %s', split, step, result)
     if step % config.checkpoint_every_steps == 0 or last or stop:
-      guard.flush()
+      train_metrics.check_finite()
       checkpointing.save(manager, driver.get_state(state))
     if stop:
       logging.warning('Preemption (SIGTERM) at step %d: checkpoint saved; stopping. Run '
                       'the same command again to resume.', step)
       break
-  guard.flush()
+  train_metrics.check_finite()
   manager.wait_until_finished()
   writer.flush()
   if jax.process_count() > 1:

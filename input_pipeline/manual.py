@@ -523,6 +523,9 @@ def process_track(job: TrackJob, spec: features_lib.FeatureSpec,
     last = last_annotated_segment(job, spec)
     if last >= count:
       result.dropped['annotated segments beyond the end of the audio'] = last + 1 - count
+    # One segment beyond is normal: a rating inside the final partial second (PMEmo's
+    # last one always is). More than one means the audio is not what was annotated.
+    if last > count:
       result.notes.append(
           f'{job.audio_path}: the audio ends at {result.seconds:.1f} s but its annotations '
           f'run to segment {last} ({(last + 1) * spec.segment_seconds:g} s): a truncated '

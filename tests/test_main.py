@@ -153,3 +153,21 @@ def test_train_throughput_without_config_prints_usage():
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode != 0
   assert '--config' in result.stderr and 'AttributeError' not in result.stderr
+
+
+def test_evaluate_on_a_process_other_than_0_prints_nothing_and_succeeds(
+    monkeypatch, capsys, tmp_path):
+  # In a multi-process evaluate only process 0 writes the report; train.evaluate
+  # returns {} elsewhere, and main.py must not index into it.
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  import main  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(main.train, 'evaluate', lambda *args, **kwargs: {})
+  monkeypatch.setattr(main.sources, 'create_dataset', lambda config: None)
+  monkeypatch.setattr(main.jax, 'process_index', lambda: 1)
+  flags.FLAGS(['main.py', f'--config={ROOT}/configs/demo.py', f'--workdir={tmp_path}',
+               '--mode=evaluate'])
+  try:
+    main.main(['main.py'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert capsys.readouterr().out == ''

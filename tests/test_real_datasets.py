@@ -307,3 +307,26 @@ def test_tfds_build_command_builds_what_training_reads(emomusic_dir, tmp_path):
   assert pathlib.Path(builder.data_dir, 'build_report.json').exists()
   assert builder.info.splits['train'].num_examples + builder.info.splits[
       'test'].num_examples == 10
+
+
+@pytest.mark.parametrize('beyond, noted', [(1, False), (2, True)])
+def test_annotations_one_segment_past_the_audio_are_dropped_without_a_note(
+    tmp_path, beyond, noted):
+  # PMEmo's last rating falls inside the audio's final partial second: its segment is
+  # one past the last whole one. Only more than that says the file is not the annotated one.
+  import soundfile  # pylint: disable=g-import-not-at-top
+  spec = F.FeatureSpec.from_config(tiny_config().features)
+  seconds = 3.5 * spec.segment_seconds  # 3 whole segments and half of a fourth.
+  rng = np.random.default_rng(0)
+  path = str(tmp_path / 'clip.wav')
+  soundfile.write(path, 0.1 * rng.standard_normal(int(seconds * spec.sample_rate)),
+                  spec.sample_rate)
+  last = 3 + beyond - 1  # Segment index of the last annotation.
+  times = np.arange(0.5, last + 1, 0.5) * spec.segment_seconds
+  job = manual.TrackJob(track_id=0, name='clip', audio_path=path, times_s=times,
+                        valence=np.full(len(times), 0.5), arousal=np.full(len(times), -0.5))
+  result = manual.process_track(job, spec)
+  assert result.error is None
+  assert result.dropped['annotated segments beyond the end of the audio'] == beyond
+  assert len(result.labelled) == 3
+  assert any('annotations run to segment' in n for n in result.notes) == noted

@@ -34,18 +34,23 @@ def test_a_non_finite_step_leaves_the_state_untouched():
   assert float(metrics['finite'][0]) == 1.0 and int(state.step[0]) == 2
 
 
-def test_the_guard_names_the_step_and_the_last_good_checkpoint(trained_workdir):
+def test_the_guard_names_the_first_bad_step_and_the_last_good_checkpoint(trained_workdir):
+  # The loop keeps metrics on the devices and checks them when it fetches them: at the
+  # log interval (summary) and before a checkpoint (check_finite).
   manager = checkpointing.create_manager(trained_workdir, tiny_config(), create=False)
-  guard = train._NonFiniteGuard(pathlib.Path(trained_workdir), manager)  # pylint: disable=protected-access
+  driver = train.create_driver(tiny_config(parallelism='shard_map'), None)
+  metrics = train._StepMetrics(driver, pathlib.Path(trained_workdir), manager)  # pylint: disable=protected-access
   ok = {'finite': np.float32(1), 'loss': np.float32(0.5), 'grad_norm': np.float32(1)}
   bad = {'finite': np.float32(0), 'loss': np.float32(np.nan), 'grad_norm': np.float32(1)}
-  guard.after(7, ok)
-  guard.after(8, bad)  # Checked one step late...
-  with pytest.raises(FloatingPointError, match=r'step 8 .*last good checkpoint is step 6'):
-    guard.after(9, ok)
-  guard.after(10, bad)
-  with pytest.raises(FloatingPointError, match='step 10'):
-    guard.flush()  # ...or at once before a checkpoint is written.
+  metrics.add(7, ok)
+  metrics.check_finite()
+  assert metrics.summary() == {'finite': 1.0, 'loss': 0.5, 'grad_norm': 1.0}
+  for step, m in [(8, ok), (9, bad), (10, bad), (11, ok)]:
+    metrics.add(step, m)  # No check, no transfer per step...
+  with pytest.raises(FloatingPointError, match=r'step 9 .*last good checkpoint is step 6'):
+    metrics.check_finite()  # ...but before a checkpoint,
+  with pytest.raises(FloatingPointError, match=r'step 9 \(loss nan'):
+    metrics.summary()  # and at the log interval.
 
 
 def _damage(workdir, step, how):
