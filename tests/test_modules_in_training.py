@@ -95,3 +95,20 @@ def test_checkpoint_restores_queue_anchors_ema_and_table_exactly(tmp_path):
     assert len(a) == len(b) > 0, name
     for x, y in zip(a, b):
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+
+
+def test_state_and_batches_are_placed_as_the_step_returns_them():
+  # The step is compiled for the placement of its inputs. If the state put on the
+  # devices at a start or resume is placed differently from the state the step returns,
+  # the second step compiles the whole train step again (it did with flax's replicate).
+  for parallelism in ('pmap', 'shard_map'):
+    config = tiny_config(parallelism=parallelism, **MODULES)
+    model = models.create_model(config)
+    driver = train.create_driver(config, model)
+    state = driver.put_state(train.create_train_state(config, model, jax.random.key(0),
+                                                      NUM_TRAIN))
+    placed = jax.tree.map(lambda x: x.sharding, state)
+    batch = driver.put_batch(next(_batches(1)))
+    state, metrics = driver.train_step_device(state, batch)
+    assert jax.tree.map(lambda x: x.sharding, state) == placed, parallelism
+    assert np.isfinite(driver.host_metrics(jax.device_get(metrics))['loss']), parallelism
