@@ -85,8 +85,12 @@ class ShardMapDriver:
       out = eval_step(state, jax.tree.map(lambda x: x[0], batch))
       return jax.tree.map(lambda x: x[None], out)
 
+    # check_vma=False: with shard_map's type checking, the gradient of the replicated
+    # parameters comes back already summed over the devices, and the step's pmean of it
+    # would leave N times the mean gradient (pmap, and this, give the mean).
     self._train = jax.jit(jax.shard_map(per_device_train, mesh=self.mesh,
-                                        in_specs=(P(), P(AXIS)), out_specs=(P(), P())),
+                                        in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
+                                        check_vma=False),
                           donate_argnums=(0,))
     self._eval = jax.jit(jax.shard_map(per_device_eval, mesh=self.mesh,
                                        in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
