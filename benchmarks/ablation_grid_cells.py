@@ -33,11 +33,7 @@ import sys
 import threading
 import time
 
-# The repository root first: this folder's input_pipeline.py must not shadow the package.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 from absl import logging
 from etils import epath
@@ -47,6 +43,8 @@ import ablation  # Its flags are this script's flags.
 from damer_jax import grid
 from damer_jax import train
 from input_pipeline import sources
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Cells run here.
 
 flags.DEFINE_integer('workers', len(os.sched_getaffinity(0)),
                      'Cells trained at once; each process is pinned to its share of '

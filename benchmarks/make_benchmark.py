@@ -10,14 +10,9 @@ the last line is a JSON summary.
 """
 
 import json
-import os
-import sys
 import time
 
-# The repository root first: this folder's input_pipeline.py must not shadow the package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from ml_collections import config_flags
 
 from input_pipeline import sources

@@ -71,16 +71,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import app
 from absl import flags
 import librosa
 import numpy as np
 import soundfile as sf
 
-from input_pipeline import audio as audio_lib
-from input_pipeline import features as F
+from damer_audio import audio as audio_lib
+from damer_audio import features as F
 from input_pipeline import synthetic_music
 
 _SECONDS = flags.DEFINE_float('seconds', 60.0, 'Seconds of audio to time.')

@@ -16,24 +16,21 @@ a JSON summary.
 
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 import jax
 from ml_collections import config_flags
 import numpy as np
 import soundfile as sf
 
+from damer_audio import audio as audio_lib
+from damer_audio import features as features_lib
 from damer_jax import models
 from damer_jax import predict
 from damer_jax import train
-from input_pipeline import audio as audio_lib
-from input_pipeline import features as features_lib
 from input_pipeline import synthetic_music
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')

@@ -13,13 +13,9 @@ dtype the model computes in. The last line printed is a JSON summary.
 
 import functools
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 from flax import jax_utils
 import jax

@@ -13,7 +13,9 @@ num_workers=2; label noise 17.1 % / 14.5 % (valence / arousal) on train; ceiling
 Training (`python main.py --config=configs/benchmark.py --workdir=DIR`): 64 annotated
 and 64 unlabelled segments per step ran at 1.2 steps/s on that CPU while other jobs
 ran (a 30-step check, 2026-11-26), so the 1,500 steps take about 20 minutes there;
-the ablation grid (docs/ablations.md) is meant for a GPU. No full training result yet.
+the designed ablation grid (docs/ablations.md) is meant for a GPU. A CPU-scale grid (500
+steps of 32 + 32, 5 seeds) ran with benchmarks/ablation_grid_cells.py; its results are in
+docs/ablations.md ("The CPU grid: results").
 """
 
 from configs import demo

@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.track_seconds = 30.0  # Length of each track; one label per second.
   config.dataset.generator_seed = 0  # Seed of the music generator.
 
-  # Features: both views from one decode (input_pipeline/features.py).
+  # Features: both views from one decode (damer_audio/features.py).
   config.features = ml_collections.ConfigDict()
   config.features.sample_rate = 22050  # Hz; audio is resampled to this.
   config.features.segment_seconds = 1.0  # Segment length = label resolution.

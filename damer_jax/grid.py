@@ -20,7 +20,7 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from damer_jax import data as data_lib
+from damer_data import dataset as data_lib
 from damer_jax import multiseed
 from damer_jax import stats
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from damer_jax import data as data_lib
+from damer_data import dataset as data_lib
 from damer_jax import models
 from damer_jax import train
 

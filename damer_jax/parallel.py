@@ -13,6 +13,9 @@ offer `train_step_device` (metrics left as the device returned them, no host wor
 step; `host_metrics` turns fetched ones into scalars), `put_batch` (a batch placed as
 the step reads it, for prefetching) and a `put_state` that gives the state the very
 sharding the step returns, so the step compiles once per start.
+
+`gather_examples` collects evaluation outputs from every process; the cross-process
+helpers the data sources need live in `damer_data.hosts`.
 """
 
 from __future__ import annotations
@@ -150,11 +153,3 @@ def gather_examples(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     everyone = np.asarray(multihost_utils.process_allgather(padded))  # [P, most, ...]
     result[key] = np.concatenate([everyone[p, :counts[p]] for p in range(len(counts))])
   return result
-
-
-def max_over_processes(value: int) -> int:
-  """The largest `value` any process holds (itself on one process)."""
-  if jax.process_count() == 1:
-    return int(value)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return int(np.max(multihost_utils.process_allgather(np.int64(value))))

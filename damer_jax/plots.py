@@ -2,7 +2,7 @@
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
 switch), so it works on a headless machine and inside other programs. No TensorFlow
-here: `embeddings_for` is handed the dataset (damer_jax.data.Dataset).
+here: `embeddings_for` is handed the dataset (damer_data.dataset.Dataset).
 """
 
 from __future__ import annotations

@@ -53,14 +53,8 @@ import orbax.checkpoint as ocp
 from damer_jax import checkpointing
 from damer_jax import models
 from damer_jax import train
-from input_pipeline import audio as audio_lib
-from input_pipeline import features as features_lib
-
-# Extensions a folder walk picks up (case-insensitive). A file named on the command line
-# is always tried, whatever its extension.
-AUDIO_EXTENSIONS = frozenset({
-    '.wav', '.wave', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.m4a', '.aac', '.aif',
-    '.aiff', '.aifc', '.au', '.snd', '.caf', '.w64', '.rf64', '.wma', '.mp4', '.webm'})
+from damer_audio import audio as audio_lib
+from damer_audio import features as features_lib
 
 # Russell's circumplex: (high valence?, high arousal?) -> quadrant name.
 QUADRANTS = {
@@ -81,7 +75,9 @@ def quadrant(valence_high: bool, arousal_high: bool) -> str:
 def find_audio_files(path: epath.PathLike) -> tuple[list[str], list[str]]:
   """(audio files, other files) under a folder, walked recursively in natural order.
 
-  A path to a file gives ([path], []). Raises FileNotFoundError if it does not exist.
+  Audio files are those with an extension in `damer_audio.audio.AUDIO_EXTENSIONS`
+  (any case); a path to a file gives ([path], []), whatever its extension. Raises
+  FileNotFoundError if it does not exist.
   """
   path = os.fspath(path)
   if os.path.isfile(path):
@@ -95,7 +91,7 @@ def find_audio_files(path: epath.PathLike) -> tuple[list[str], list[str]]:
       full = os.path.join(root, name)
       if name.startswith('.'):
         other.append(full)
-      elif os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+      elif os.path.splitext(name)[1].lower() in audio_lib.AUDIO_EXTENSIONS:
         audio.append(full)
       else:
         other.append(full)
@@ -175,14 +171,15 @@ class Predictor:
     """Scores one file (path) or one mono/multichannel array [samples(, channels)].
 
     An array needs `sample_rate` (Hz); it is mixed to mono and resampled like a file.
-    Raises `input_pipeline.audio.AudioError` when the audio cannot be used.
+    Raises `damer_audio.audio.AudioError` when the audio cannot be used.
     """
     if isinstance(audio, (str, os.PathLike)):
       track = self._decode(os.fspath(audio))
     else:
       if sample_rate is None:
         raise ValueError('predict(array) needs sample_rate= (Hz) of the array.')
-      track = self._views('<array>', _to_mono(np.asarray(audio), sample_rate, self.spec))
+      track = self._views('<array>', audio_lib.to_mono(audio, sample_rate,
+                                                       self.spec.sample_rate))
     if track.error:
       raise audio_lib.AudioError(track.error)
     return next(self._run([track]))
@@ -316,24 +313,6 @@ def _scores(variables, mel, coch, *, model, task):
   return out
 
 
-def _to_mono(audio: np.ndarray, sample_rate: int, spec: features_lib.FeatureSpec
-             ) -> np.ndarray:
-  """[samples] or [samples, channels] at `sample_rate` -> mono float32 at spec's rate."""
-  if audio.ndim == 2:
-    audio = audio.mean(axis=1)
-  if audio.ndim != 1 or not audio.size:
-    raise audio_lib.AudioError(f'<array>: expected [samples] or [samples, channels] '
-                               f'audio, got shape {audio.shape}.')
-  audio = audio.astype(np.float32)
-  if not np.all(np.isfinite(audio)):
-    raise audio_lib.AudioError('<array>: the audio holds NaN or Inf samples.')
-  if sample_rate != spec.sample_rate:
-    import librosa  # pylint: disable=g-import-not-at-top
-    audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=spec.sample_rate,
-                             res_type='soxr_hq')
-  return audio
-
-
 def restore_variables(config: Any, workdir: epath.PathLike, step: int | None = None
                       ) -> tuple[dict[str, Any], int]:
   """({'params', 'batch_stats'}, step) of a checkpoint, checked against `config`'s model.
@@ -421,7 +400,7 @@ def predict_to_jsonl(predictor: Predictor, audio: str, output: str | None,
                     len(skipped), audio, ', '.join(skipped[:3]))
   if not paths:
     raise FileNotFoundError(f'--audio={audio}: no audio files found (extensions: '
-                            f'{", ".join(sorted(AUDIO_EXTENSIONS))}).')
+                            f'{", ".join(sorted(audio_lib.AUDIO_EXTENSIONS))}).')
   writer = _figure_writer(predictor, audio, output, figures) if figures else None
   stream = (epath.Path(output).open('w') if output else None)
   done = failed = 0

@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from damer_audio import features as features_lib
+from damer_data import dataset as data_lib
 from damer_jax import checkpointing
-from damer_jax import data as data_lib
 from damer_jax import losses
 from damer_jax import metrics as metrics_lib
 from damer_jax import models
@@ -113,12 +114,10 @@ def _leaf_name(path: tuple[Any, ...]) -> str:
 def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
   """(mel [n_mels, frames], coch [n_coch, frames]) shapes of one example.
 
-  Same count as `input_pipeline.features.FeatureSpec.num_frames`, derived here so that
-  damer_jax needs neither librosa nor TensorFlow.
+  frames is `FeatureSpec.num_frames` of `config.features`, as the records have it.
   """
-  f = config.features
-  frames = 1 + int(round(f.segment_seconds * f.sample_rate)) // f.hop_length
-  return (f.n_mels, frames), (f.n_coch, frames)
+  spec = features_lib.FeatureSpec.from_config(config.features)
+  return (spec.n_mels, spec.num_frames), (spec.n_coch, spec.num_frames)
 
 
 def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
@@ -180,7 +179,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
     batch: 'mel' [b, n_mels, T], 'coch' [b, n_coch, T], the targets [b], and for PCL
       'index' [b], for SAML 'track_id' [b]; optionally 'labelled' [b] (0 = a row of
       the unlabelled stream: no supervised loss, PCL pseudo labels only) and the
-      raters' 'valence_std' / 'arousal_std' [b] (damer_jax/data.py).
+      raters' 'valence_std' / 'arousal_std' [b] (damer_data/dataset.py).
     model, config, schedule: bound with functools.partial.
     axis_name: the mapped device axis.
 
@@ -399,7 +398,7 @@ class _Preemption:
 def train_and_evaluate(config: Any, workdir: str, data: data_lib.Dataset) -> TrainState:
   """Trains, evaluates every `eval_every_steps` and checkpoints; resumes from workdir.
 
-  `data` is what the run reads (damer_jax/data.py), made by the entry point
+  `data` is what the run reads (damer_data/dataset.py), made by the entry point
   (`input_pipeline.sources.create_dataset`). SIGTERM makes the run save a checkpoint at the current step and
   return normally; a non-finite loss or gradient ends it with a FloatingPointError
   naming the step. Returns the final (host-side) TrainState.
@@ -479,7 +478,7 @@ def restore_for_inference(config: Any, workdir: str, data: Any = None,
                           step: int | None = None) -> tuple[models.DAMER, TrainState]:
   """The model and the latest (or `step`'s) checkpoint's state (clear error if none).
 
-  `data` (a damer_jax.data.Dataset) gives the PCL table's size; needed only when
+  `data` (a damer_data.dataset.Dataset) gives the PCL table's size; needed only when
   config.pcl.enabled.
   """
   validate_config(config)

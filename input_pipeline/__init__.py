@@ -1,5 +1,8 @@
-"""Audio decoding, the two time-frequency views, TFDS builders and tf.data readers.
+"""Datasets: TFDS builders, tf.data readers, the generated benchmark and its sources.
 
-`audio`, `features` and `splits` need only numpy/librosa/soundfile; `records`,
-`pipeline` and the builders under `datasets/` need TensorFlow (Datasets).
+It produces what `damer_data` defines (a `damer_data.dataset.Dataset`) from audio
+decoded and turned into views by `damer_audio`; it never imports `damer_jax`.
+`splits`, `synthetic_music`, `va_benchmark`, `manual` and `sources` need no
+TensorFlow; `records`, `pipeline` and the builders under `datasets/` need TensorFlow
+(Datasets).
 """

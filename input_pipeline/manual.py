@@ -30,12 +30,10 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from input_pipeline import audio as audio_lib
-from input_pipeline import features as features_lib
+from damer_audio import audio as audio_lib
+from damer_audio import features as features_lib
 from input_pipeline import records
 
-AUDIO_EXTENSIONS = ('.mp3', '.wav', '.flac', '.ogg', '.m4a', '.aac', '.aiff', '.aif',
-                    '.opus', '.wma')
 SILENCE_PEAK_DBFS = -60.0  # A file whose loudest sample is below this is "silent".
 RANGE_TOLERANCE = 1e-3  # Labels this far outside their range are clipped, not dropped.
 _MISSING = {'', 'nan', 'na', 'n/a', 'none', 'null', '-', '?'}
@@ -184,11 +182,12 @@ class FileIndex:
     """{normalised stem: path} of the audio files in `folder` (any depth, any case).
 
     Falls back to every audio file below the root when no such folder exists. Two
-    files with one stem (`12.mp3`, `12.wav`): the first extension of AUDIO_EXTENSIONS
-    wins and the other is reported.
+    files with one stem (`12.mp3`, `12.wav`): the first extension of
+    `audio_lib.AUDIO_EXTENSIONS` wins and the other is reported.
     """
     folder_l = folder.lower().strip('/')
-    audio = [f for f in self.files if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+    audio = [f for f in self.files
+             if os.path.splitext(f)[1].lower() in audio_lib.AUDIO_EXTENSIONS]
     inside = [f for f in audio if folder_l in
               [p.lower() for p in self.rel(f).split(os.sep)[:-1]]]
     if not inside:
@@ -196,7 +195,7 @@ class FileIndex:
         report.note(f'No folder named {folder!r} below {self.root}; using the '
                     f'{len(audio)} audio files found anywhere below it.')
       inside = audio
-    rank = {e: i for i, e in enumerate(AUDIO_EXTENSIONS)}
+    rank = {e: i for i, e in enumerate(audio_lib.AUDIO_EXTENSIONS)}
     inside.sort(key=lambda f: (rank[os.path.splitext(f)[1].lower()], f))
     by_stem: dict[str, str] = {}
     for f in inside:

@@ -27,7 +27,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import features as features_lib
+from damer_audio import audio as audio_lib
+from damer_audio import features as features_lib
 from input_pipeline import manual
 from input_pipeline import records
 from input_pipeline import splits
@@ -52,7 +53,7 @@ class ManualConfig(tfds.core.BuilderConfig):
 
 
 def source_digest(*modules: Any) -> str:
-  """Short hash of the source of `modules` (features, labelling, the builder)."""
+  """Short hash of the source of `modules` (decoding, features, labelling, builder)."""
   text = ''.join(inspect.getsource(m) for m in modules)
   return hashlib.sha1(text.encode()).hexdigest()[:10]
 
@@ -64,8 +65,9 @@ def make_config(builder_module: Any = None, *, test_fraction: float = 0.2,
                 ) -> ManualConfig:
   """A config whose name is unique for its settings and for the code that builds it.
 
-  The name hashes features.py, the labelling code and `builder_module`, so records
-  made by older code are never read as if they came from this one.
+  The name hashes damer_audio's audio.py (decoding, resampling) and features.py, the
+  labelling code and `builder_module`, so records made by older code are never read as
+  if they came from this one.
   """
   if split_by not in SPLIT_BY:
     raise ValueError(f'config.dataset.split_by must be one of {SPLIT_BY} for a real '
@@ -75,7 +77,7 @@ def make_config(builder_module: Any = None, *, test_fraction: float = 0.2,
                      f'{unlabelled!r}.')
   if labels not in LABELS:
     raise ValueError(f'config.dataset.labels must be one of {LABELS}, got {labels!r}.')
-  code = [features_lib, records, manual, splits, sys.modules[__name__]]
+  code = [audio_lib, features_lib, records, manual, splits, sys.modules[__name__]]
   if builder_module is not None:
     code.append(builder_module)
   settings = dict(code=source_digest(*code), test_fraction=test_fraction,
@@ -188,7 +190,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       if path is None:
         report.skip('annotations', entry['name'],
                     f'no audio file for it (looked for {" or ".join(dict.fromkeys(stems))} '
-                    f'with any of {", ".join(manual.AUDIO_EXTENSIONS)} below '
+                    f'with any of {", ".join(audio_lib.AUDIO_EXTENSIONS)} below '
                     f'{self.AUDIO_FOLDER or index.root})')
         continue
       used.add(path)

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from damer_jax import data as data_lib  # TF-free: the trainer's Dataset interface.
-from damer_jax import parallel  # TF-free: cross-process helpers.
-from input_pipeline import features as features_lib
+from damer_audio import features as features_lib
+from damer_data import dataset as data_lib  # TF-free: the trainer's Dataset interface.
+from damer_data import hosts  # TF-free: cross-process helpers.
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow never takes an accelerator.
 
@@ -147,7 +147,7 @@ def eval_batches(builder: tfds.core.DatasetBuilder, config: Any, split: str = 't
   local = int(ds.cardinality())
   if local < 0:
     local = sum(1 for _ in ds)
-  total_batches = parallel.max_over_processes(-(-local // per_process))
+  total_batches = hosts.max_over_processes(-(-local // per_process))
   ds = _without_autotune(ds.batch(per_process).prefetch(PREFETCH_BATCHES))
   local_devices = jax.local_device_count()
   shapes = {k: (v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
@@ -166,11 +166,11 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
 
 
 class TfdsDataset:
-  """The trainer's `damer_jax.data.Dataset` over a prepared TFDS builder.
+  """The trainer's `damer_data.dataset.Dataset` over a prepared TFDS builder.
 
   With config.pcl.unlabelled_batch_size > 0 the builder's 'unlabelled' split (real
   datasets built with config.dataset.unlabelled='split') is a second stream, merged
-  into every training batch after the labelled rows (damer_jax/data.py).
+  into every training batch after the labelled rows (damer_data/dataset.py).
   """
 
   eval_splits = ('test',)

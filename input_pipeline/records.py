@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from input_pipeline import features as features_lib
+from damer_audio import features as features_lib
 
 
 def features_dict(spec: features_lib.FeatureSpec):

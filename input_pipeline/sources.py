@@ -1,6 +1,6 @@
 """The dataset a run reads, made from its config: the one place entry points ask.
 
-`create_dataset(config)` returns a `damer_jax.data.Dataset`:
+`create_dataset(config)` returns a `damer_data.dataset.Dataset`:
 
 * `va_benchmark`: the generated benchmark (input_pipeline/va_benchmark.py), held in
   memory as numpy arrays, with no TensorFlow anywhere (it runs on machines that have
@@ -17,7 +17,7 @@ from typing import Any
 
 from absl import logging
 
-from damer_jax import data as data_lib
+from damer_data import dataset as data_lib
 
 IN_MEMORY = ('va_benchmark',)  # Datasets generated into memory (no TensorFlow).
 BENCHMARK_EVAL_SPLITS = ('validation', 'test_track', 'test_chain')
@@ -32,7 +32,7 @@ def benchmark_cache_dir(config: Any) -> str:
 
 def load_benchmark(config: Any) -> dict[str, dict[str, Any]]:
   """The benchmark's split arrays for `config` (generated once, then cached)."""
-  from input_pipeline import features  # pylint: disable=g-import-not-at-top
+  from damer_audio import features  # pylint: disable=g-import-not-at-top
   from input_pipeline import va_benchmark  # pylint: disable=g-import-not-at-top
   spec = va_benchmark.BenchmarkSpec.from_config(config.dataset)
   return va_benchmark.generate(spec, features.FeatureSpec.from_config(config.features),

@@ -17,8 +17,6 @@ training run with the same data_dir reuses these records.
 """
 
 import dataclasses
-import os
-import sys
 
 from absl import app
 import simple_parsing
@@ -47,9 +45,7 @@ def main(args: Args) -> None:
 
 
 def launch_cli() -> None:
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if root not in sys.path:  # The builders import `input_pipeline`.
-    sys.path.insert(0, root)
+  # The builders import `input_pipeline`: the project is installed (pip install -e .).
   app.run(main, flags_parser=cli_utils.make_flags_parser(
       Args, description='tfds build (apache_beam-free) for damer-jax datasets'))
 

@@ -52,7 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import signal
 
-from input_pipeline import features as features_lib
+from damer_audio import features as features_lib
 from input_pipeline import synthetic_music
 
 SPLITS = ('train', 'unlabelled', 'validation', 'test_track', 'test_chain')

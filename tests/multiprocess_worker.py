@@ -1,6 +1,6 @@
 """One process of the two-process training test (tests/test_multiprocess.py).
 
-    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz STEPS WORKDIR
+    python -m tests.multiprocess_worker PROCESS_ID NUM_PROCESSES PORT OUT.npz STEPS WORKDIR
 
 Sets up JAX's distributed runtime with one CPU device per process and CPU (gloo)
 collectives, then runs `train_steps`: each process feeds only its own slice of every
@@ -10,10 +10,6 @@ Process 0 writes the restored state's arrays to OUT.npz.
 
 import os
 import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 
 def train_steps(steps: int, workdir: str | None = None) -> dict:
@@ -63,6 +59,7 @@ def evaluate_uneven() -> dict:
   `pipeline.eval_batches` lays them out. One process: all 10 examples."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from damer_data import hosts  # pylint: disable=g-import-not-at-top
   from damer_jax import models, parallel, train  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tests.test_train_step import _fixed_batch  # pylint: disable=g-import-not-at-top
@@ -77,7 +74,7 @@ def evaluate_uneven() -> dict:
   local = {k: v[start:stop] for k, v in everything.items()}
   devices = jax.local_device_count()
   per_process = 4 * devices
-  count = parallel.max_over_processes(-(-len(local['mel']) // per_process))
+  count = hosts.max_over_processes(-(-len(local['mel']) // per_process))
 
   def batches():
     for b in range(count):

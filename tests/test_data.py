@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from damer_jax import data as data_lib
+from damer_data import dataset as data_lib
 from tests.conftest import tiny_config
 
 

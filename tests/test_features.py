@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from input_pipeline import features as F
+from damer_audio import features as F
 from input_pipeline import synthetic_music
 
 SPEC = F.FeatureSpec(coch_method='stft')

@@ -128,7 +128,7 @@ def test_grid_markdown_lists_every_variant_with_intervals():
 
 def _benchmark_like(num=24, tracks=6, seed=0):
   from tests.test_data import fake_split  # pylint: disable=g-import-not-at-top
-  from damer_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from damer_data import dataset as data_lib  # pylint: disable=g-import-not-at-top
   splits = {}
   for i, name in enumerate(('train', 'unlabelled', 'validation', 'test_track',
                             'test_chain')):
@@ -186,7 +186,7 @@ def test_in_memory_grid_sweeps_on_validation_reuses_the_chosen_run_and_reports(
   clean = report['splits']['test_chain']['clean']
   assert set(clean['accuracy']) == {'full', 'no_pcl'} and set(clean['difference']) == {
       'no_pcl'}
-  assert report['saml'] == {'weight': 0.5, 'temperature': 0.2}
+  assert report['saml'] == {'weight': 0.5, 'temperature': 0.2, 'sweep_seeds': [0, 1]}
   assert report['pcl_labels']['full']['unlabelled_seen'] == 1.0
   assert set(report['drift']['test_chain']) == {'full'}
   text = (tmp_path / 'ablation.md').read_text()

@@ -24,8 +24,8 @@ def _free_port():
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   port, out = str(_free_port()), tmp_path / 'multi.npz'
-  workers = [subprocess.Popen([sys.executable, multiprocess_worker.__file__, str(i), '2',
-                               port, str(out), str(STEPS), str(tmp_path / 'run')],
+  workers = [subprocess.Popen([sys.executable, '-m', 'tests.multiprocess_worker', str(i),
+                               '2', port, str(out), str(STEPS), str(tmp_path / 'run')],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
   single = multiprocess_worker.train_steps(STEPS)  # Meanwhile: 1 process, 2 devices.

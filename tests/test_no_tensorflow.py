@@ -1,4 +1,4 @@
-"""damer_jax imports, trains a step and predicts on a machine without TensorFlow."""
+"""damer_jax, damer_audio and damer_data import and run without TensorFlow."""
 
 import os
 import subprocess
@@ -21,12 +21,42 @@ BLOCK_TENSORFLOW = textwrap.dedent('''
 
 # The generated benchmark (audio, both views, raters) and its in-memory dataset.
 BENCHMARK_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
-    from input_pipeline import features, sources, va_benchmark
+    from damer_audio import features
+    from input_pipeline import sources, va_benchmark
     spec = va_benchmark.BenchmarkSpec.tiny(num_train_tracks=2)
     data = va_benchmark.generate(spec, features.FeatureSpec(), num_workers=1)
     va_benchmark.describe(data)
     assert 'tensorflow' not in sys.modules
     print('OK', len(data['train']['mel']))
+''')
+
+# The audio layer (no JAX either), then the data layer: a WAV written here (stereo,
+# 44.1 kHz, float samples), decoded to mono at 22,050 Hz and turned into both views.
+AUDIO_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
+    import numpy as np, soundfile as sf
+    import damer_audio
+    from damer_audio import audio, features
+    path = sys.argv[1]
+    t = np.arange(int(2.5 * 44100)) / 44100
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t),
+                       0.25 * np.sin(2 * np.pi * 880 * t)], axis=1).astype(np.float32)
+    sf.write(path, stereo, 44100, subtype='FLOAT')
+    assert path.endswith(audio.AUDIO_EXTENSIONS)
+    spec = features.FeatureSpec()
+    samples = audio.load_audio(path, spec.sample_rate)
+    assert samples.dtype == np.float32 and samples.ndim == 1, samples.shape
+    assert abs(len(samples) - 2.5 * spec.sample_rate) <= 1, len(samples)
+    np.testing.assert_array_equal(samples, audio.to_mono(stereo, 44100, spec.sample_rate))
+    mel, coch = features.compute_views(features.segment_audio(samples, spec), spec)
+    assert mel.shape == (2, spec.n_mels, spec.num_frames), mel.shape
+    assert coch.shape == (2, spec.n_coch, spec.num_frames), coch.shape
+    assert np.isfinite(mel).all() and np.isfinite(coch).all()
+    assert not any(m.split('.')[0] in ('jax', 'jaxlib', 'flax') for m in sys.modules)
+    import damer_data
+    from damer_data import dataset, hosts
+    assert hosts.max_over_processes(3) == 3
+    assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules
+    print('OK', mel.shape[0])
 ''')
 
 SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
@@ -76,3 +106,11 @@ def test_the_benchmark_generates_without_tensorflow():
                           check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == 'OK 6'
+
+
+def test_audio_and_data_layers_run_with_tensorflow_blocked(tmp_path):
+  result = subprocess.run([sys.executable, '-c', AUDIO_SCRIPT, str(tmp_path / 'tone.wav')],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ),
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == 'OK 2'

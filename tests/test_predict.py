@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from damer_audio import audio as audio_lib
 from damer_jax import predict
 from damer_jax import predict_plots
-from input_pipeline import audio as audio_lib
 from input_pipeline import synthetic_music
 from tests.conftest import run_main, tiny_config, tiny_flags
 

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from input_pipeline import features as F
+from damer_audio import features as F
+from damer_audio.audio import load_audio
 from input_pipeline import manual
-from input_pipeline.audio import load_audio
 from tests import real_dataset_fixtures as fx
 from tests.conftest import ROOT, tiny_config, tiny_flags
 

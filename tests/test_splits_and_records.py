@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from input_pipeline import features as F
+from damer_audio import features as F
 from input_pipeline import records
 from input_pipeline import splits
 

@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from input_pipeline import features as F
+from damer_audio import features as F
 from input_pipeline import synthetic_music
 from tests.conftest import tiny_config
 

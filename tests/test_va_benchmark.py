@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from input_pipeline import features as features_lib
+from damer_audio import features as features_lib
 from input_pipeline import synthetic_music
 from input_pipeline import va_benchmark as vb
 

@@ -16,16 +16,10 @@ the clip's static rating (1-9 scale, rescaled (x - 5) / 4 to [-1, 1]) on every s
 
 from __future__ import annotations
 
-import os
 import sys
 
-try:
-  from input_pipeline import manual
-except ImportError:  # Loaded by path (`tfds build input_pipeline/datasets/emomusic`).
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.dirname(os.path.abspath(__file__))))))
-  from input_pipeline import manual
-from input_pipeline import manual_builder  # pylint: disable=g-import-not-at-top
+from input_pipeline import manual
+from input_pipeline import manual_builder
 
 _ID = ('song_id', 'songid', 'song', 'id')
 

@@ -18,14 +18,9 @@ from __future__ import annotations
 import os
 import sys
 
-try:
-  from input_pipeline import manual
-except ImportError:  # Loaded by path (`tfds build input_pipeline/datasets/memo2496`).
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.dirname(os.path.abspath(__file__))))))
-  from input_pipeline import manual
-from input_pipeline import manual_builder  # pylint: disable=g-import-not-at-top
-from input_pipeline.datasets.memo2496 import processed  # pylint: disable=g-import-not-at-top
+from input_pipeline import manual
+from input_pipeline import manual_builder
+from input_pipeline.datasets.memo2496 import processed
 
 _ID = ('song_id', 'songid', 'song', 'id', 'music_id', 'track_id')
 _FILE = ('file_name', 'filename', 'file', 'audio', 'path', 'mp3')

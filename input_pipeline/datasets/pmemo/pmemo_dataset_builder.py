@@ -20,13 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
-try:
-  from input_pipeline import manual
-except ImportError:  # Loaded by path (`tfds build input_pipeline/datasets/pmemo`).
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.dirname(os.path.abspath(__file__))))))
-  from input_pipeline import manual
-from input_pipeline import manual_builder  # pylint: disable=g-import-not-at-top
+from input_pipeline import manual
+from input_pipeline import manual_builder
 
 _ID = ('musicId', 'music_id', 'song_id', 'id')
 _TIME = ('frameTime', 'frame_time', 'time', 'time_s')

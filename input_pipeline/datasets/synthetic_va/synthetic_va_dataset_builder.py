@@ -20,7 +20,7 @@ import json
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import features as features_lib
+from damer_audio import features as features_lib
 from input_pipeline import manual
 from input_pipeline import records
 from input_pipeline import splits
@@ -73,8 +73,9 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
   """A config whose name is unique for its settings, so builds never collide.
 
   The name also hashes the source of every module that shapes the records (the
-  generator, features.py, records.py with the segment labelling, splits.py), so
-  records made by older code are never read as if they came from this one.
+  generator, damer_audio/features.py, records.py with the segment labelling,
+  splits.py), so records made by older code are never read as if they came from this
+  one.
   """
   settings = dict(generator=_source_digest(synthetic_music),
                   features=_source_digest(features_lib), records=_source_digest(records),

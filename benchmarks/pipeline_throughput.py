@@ -1,6 +1,6 @@
 r"""Is training input-bound? tf.data's delivery rate against the train step's appetite.
 
-    python benchmarks/input_pipeline.py --config=configs/demo.py \
+    python benchmarks/pipeline_throughput.py --config=configs/demo.py \
         [--config.dataset.data_dir=DIR] [--batches=100] [--steps=50]
 
 Builds the config's records if they are missing (timed separately), then measures:
@@ -14,13 +14,9 @@ Both run on the same machine, one after the other. The last line is a JSON summa
 """
 
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 
 from benchmarks import train_throughput  # Defines --config and --steps.
