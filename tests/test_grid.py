@@ -7,6 +7,7 @@ from etils import epath
 from flax import jax_utils
 import jax
 import numpy as np
+import pytest
 
 from damer_jax import grid
 from damer_jax import models
@@ -191,3 +192,32 @@ def test_in_memory_grid_sweeps_on_validation_reuses_the_chosen_run_and_reports(
   assert set(report['drift']['test_chain']) == {'full'}
   text = (tmp_path / 'ablation.md').read_text()
   assert '### test_chain, against the clean labels (2 seeds)' in text
+
+
+def test_merge_runs_joins_one_seed_cells_like_one_run_of_all_seeds(tmp_path):
+  def part(name, seed, steps=(50, 100)):
+    arrays = {'test/fusion': np.full((1, 4, 2, 2), seed, np.float32),
+              'pcl_table': np.full((1, 6, 2, 2), seed, np.float16),
+              'history/loss': np.full((len(steps), 1), seed, np.float32),
+              'history/step': np.asarray(steps)}
+    path = tmp_path / f'{name}.npz'
+    with path.open('wb') as f:
+      np.savez(f, **arrays)
+    path.with_suffix('.json').write_text(json.dumps(
+        {'seeds': [seed], 'train_seconds': 10.0, 'compile_seconds': 2.0,
+         'steps_per_second': 5.0, 'nonfinite_steps': [0], 'num_train': 6}))
+    return path
+
+  parts = [part('a', 3), part('b', 1)]
+  grid.merge_runs(parts, tmp_path / 'full.npz')
+  merged = dict(np.load(tmp_path / 'full.npz'))
+  meta = json.loads((tmp_path / 'full.json').read_text())
+  assert meta['seeds'] == [3, 1] and meta['train_seconds'] == 20.0
+  assert meta['nonfinite_steps'] == [0, 0] and meta['num_train'] == 6
+  np.testing.assert_array_equal(merged['test/fusion'][:, 0, 0, 0], [3, 1])  # Seed axis 0.
+  np.testing.assert_array_equal(merged['history/loss'][0], [3, 1])  # [steps, S].
+  np.testing.assert_array_equal(merged['history/step'], [50, 100])
+  with pytest.raises(ValueError, match='repeat'):
+    grid.merge_runs([parts[0], part('c', 3)], tmp_path / 'x.npz')
+  with pytest.raises(ValueError, match='other steps'):
+    grid.merge_runs([parts[0], part('d', 5, steps=(50, 90))], tmp_path / 'y.npz')
