@@ -501,35 +501,45 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
 # In-memory datasets (the generated benchmark): every seed of a variant at once.
 
 
+def parse_saml_sweep(items: Sequence[str]) -> list[tuple[float, float]]:
+  """--saml_sweep items 'weight:temperature' -> [(weight, temperature)]."""
+  settings = []
+  for item in items:
+    weight, _, temperature = item.partition(':')
+    try:
+      settings.append((float(weight), float(temperature)))
+    except ValueError:
+      raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature, '
+                           'e.g. 0.5:0.1.') from None
+  return settings
+
+
 def in_memory_grid(base: ml_collections.ConfigDict, workdir: epath.Path,
                    variants: Sequence[str], seeds: Sequence[int],
                    overrides: dict[str, Any], config_overrides: dict[str, Any],
                    saml_sweep: Sequence[str] = (),
-                   sweep_seeds: Sequence[int] | None = None) -> None:
+                   sweep_seeds: Sequence[int] | None = None,
+                   data: Any = None) -> None:
   """Runs the grid of an in-memory dataset (damer_jax/grid.py) and writes its report.
 
   One training per variant serves every evaluation split (held-out tracks, held-out
   chains and styles); --splits does not apply. The SAML sweep trains under
   `sweep_seeds` (default: `seeds`); when they are the grid's seeds the chosen setting's
-  run is reused as `full`. Writes <workdir>/ablation.md and ablation.json.
+  run is reused as `full`. `data`: the dataset, when the caller already made it from
+  `base` and `overrides` (default: made here). Writes <workdir>/ablation.md and
+  ablation.json.
   """
   sweep_seeds = list(seeds if sweep_seeds is None else sweep_seeds)
   start = time.monotonic()
   config = base.copy_and_resolve_references()
   for key, value in overrides.items():
     _set_field(config, key, value)
-  data = sources.create_dataset(config)
+  if data is None:
+    data = sources.create_dataset(config)
   logging.info('Data ready in %.0f s: train %d, unlabelled %d.', time.monotonic() - start,
                data.num_train, data.num_unlabelled)
   if saml_sweep:
-    settings = []
-    for item in saml_sweep:
-      weight, _, temperature = item.partition(':')
-      try:
-        settings.append((float(weight), float(temperature)))
-      except ValueError:
-        raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature, '
-                             'e.g. 0.5:0.1.') from None
+    settings = parse_saml_sweep(saml_sweep)
     config.saml.weight, config.saml.temperature = grid.choose_saml(
         config, data, workdir / 'sweep', settings, sweep_seeds)
     logging.info('SAML chosen on validation: weight %g, temperature %g.',

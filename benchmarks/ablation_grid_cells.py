@@ -152,19 +152,14 @@ def main(argv):
     raise app.UsageError(f'--variants: unknown or empty {unknown}.')
   seeds = [int(s) for s in ablation._unique(FLAGS.seeds)]  # pylint: disable=protected-access
   sweep_seeds = [int(s) for s in ablation._unique(FLAGS.sweep_seeds)] or seeds  # pylint: disable=protected-access
-  settings = []
-  for item in FLAGS.saml_sweep:
-    weight, _, temperature = item.partition(':')
-    try:
-      settings.append((float(weight), float(temperature)))
-    except ValueError:
-      raise app.UsageError(f'--saml_sweep item {item!r}: use weight:temperature.') from None
+  settings = ablation.parse_saml_sweep(FLAGS.saml_sweep)
   root = epath.Path(FLAGS.workdir)
   final = root / 'final'
   forwarded = _forwarded_flags(sys.argv)
   cache_dir = root / 'jax_cache'
+  overrides = ablation.parse_overrides(base, FLAGS.override)
   config = base.copy_and_resolve_references()
-  for key, value in ablation.parse_overrides(base, FLAGS.override).items():
+  for key, value in overrides.items():
     ablation._set_field(config, key, value)  # pylint: disable=protected-access
   logging.info('Generating (or loading) the benchmark.')
   data = sources.create_dataset(config)
@@ -189,7 +184,7 @@ def main(argv):
     logging.info('SAML chosen on validation: weight %g, temperature %g.', *chosen)
 
   dependent = [v for v in variants if grid.VARIANTS[v][2]]  # SAML on.
-  reused = {k: c for c in sweep_cells.get(chosen, []) for k in [c.seed]}
+  reused = {c.seed: c for c in sweep_cells.get(chosen, [])}
   phase2, by_variant = [], {}
   for variant in dependent:
     cells = []
@@ -213,10 +208,9 @@ def main(argv):
   logging.info('Report on %s (left out: %s).', ', '.join(complete),
                ', '.join(v for v in variants if v not in complete) or 'none')
   train.use_compilation_cache(str(cache_dir))
-  ablation.in_memory_grid(base, final, complete, seeds,
-                          ablation.parse_overrides(base, FLAGS.override),
+  ablation.in_memory_grid(base, final, complete, seeds, overrides,
                           config_flags.get_override_values(FLAGS['config']),
-                          FLAGS.saml_sweep, sweep_seeds)
+                          FLAGS.saml_sweep, sweep_seeds, data=data)
   if failed:
     sys.exit(1)
 
