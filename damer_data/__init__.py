@@ -9,4 +9,8 @@ other for it. It imports neither of them.
   per device, the unlabelled stream, padding of evaluation batches).
 * `hosts`: cross-process helpers a data source needs when several processes read
   their own shards (`max_over_processes`).
+* `workers`: work spread over processes or threads with results in order and a
+  bounded window (`WorkerPool`, `ordered_map`): what a record build's decoders and
+  prediction's decoders run on. Standard library only (no JAX either), so a worker
+  process starts light.
 """

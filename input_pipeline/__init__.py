@@ -2,7 +2,8 @@
 
 It produces what `damer_data` defines (a `damer_data.dataset.Dataset`) from audio
 decoded and turned into views by `damer_audio`; it never imports `damer_jax`.
-`splits`, `synthetic_music`, `va_benchmark`, `manual` and `sources` need no
-TensorFlow; `records`, `pipeline` and the builders under `datasets/` need TensorFlow
-(Datasets).
+`splits`, `synthetic_music`, `va_benchmark`, `sources`, `digest`, `records` (all but
+`records.features_dict`) and the record build's own modules (`download`, `tracks`,
+which the worker processes run, and `build_report`) need no TensorFlow; `pipeline`,
+`manual_builder` and the builders under `datasets/` need TensorFlow (Datasets).
 """

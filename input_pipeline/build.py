@@ -31,12 +31,12 @@ def main(argv):
     print(f'{name}: {split.num_examples} examples')
   report = epath.Path(builder.data_dir) / 'build_report.json'
   if report.exists():  # Real datasets (local or gs:// data dirs).
-    from input_pipeline import manual  # pylint: disable=g-import-not-at-top
+    from input_pipeline import build_report  # pylint: disable=g-import-not-at-top
     data = json.loads(report.read_text())
-    summary = manual.BuildReport(dataset=data['dataset'], manual_dir=data['manual_dir'],
-                                 tracks=data['tracks'], segments=data['segments'],
-                                 dropped=data['dropped'],
-                                 skipped=data['skipped'], notes=data['notes'])
+    summary = build_report.BuildReport(
+        dataset=data['dataset'], manual_dir=data['manual_dir'], tracks=data['tracks'],
+        segments=data['segments'], dropped=data['dropped'], skipped=data['skipped'],
+        notes=data['notes'])
     print('\n'.join(summary.summary_lines()))
     print(f'Full report: {report}')
 

@@ -1,9 +1,13 @@
 """The TFDS builder all manually-downloaded datasets share (memo2496, pmemo, emomusic).
 
-A dataset subclass says only how to read its download: `load_tracks(index, report)`
-returns one `manual.TrackJob` per usable track (audio path + annotations on the audio
-clock, in [-1, 1]). This class splits the tracks, decodes and featurises them across
-processes (one decode -> both views), writes the records and `build_report.json`.
+A dataset subclass says only how to read its download (with `download`:
+`FileIndex`, the CSV and annotation readers): `load_tracks(index, report)` returns one
+`tracks.TrackJob` per usable track (audio path + annotations on the audio clock, in
+[-1, 1]). This class splits the tracks, decodes and featurises them across processes
+(`tracks.process_track` through `damer_data.workers.ordered_map`; one decode -> both
+views), writes the records (`records.example`) and `build_report.json`
+(`build_report.BuildReport`). The config name (`make_config`) hashes the settings and
+all the code the dataset's builder module reaches (`digest.builder_digest`).
 
 Build with training (`python main.py --config=configs/<name>.py
 --config.dataset.manual_dir=DIR`), with `python -m input_pipeline.build ...`, or with
@@ -15,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import inspect
 import json
 import os
 import sys
@@ -29,9 +31,13 @@ import tensorflow_datasets as tfds
 
 from damer_audio import audio as audio_lib
 from damer_audio import features as features_lib
-from input_pipeline import manual
+from damer_data import workers
+from input_pipeline import build_report
+from input_pipeline import digest
+from input_pipeline import download
 from input_pipeline import records
 from input_pipeline import splits
+from input_pipeline import tracks as tracks_lib
 
 SPLIT_BY = ('track', 'segment')  # 'segment': the authors' stratified split (leaky).
 UNLABELLED = ('drop', 'split')
@@ -52,12 +58,6 @@ class ManualConfig(tfds.core.BuilderConfig):
   feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec()
 
 
-def source_digest(*modules: Any) -> str:
-  """Short hash of the source of `modules` (decoding, features, labelling, builder)."""
-  text = ''.join(inspect.getsource(m) for m in modules)
-  return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
 def make_config(builder_module: Any = None, *, test_fraction: float = 0.2,
                 split_seed: int = 0, split_by: str = 'track', labels: str = 'dynamic',
                 unlabelled: str = 'drop', source: str = 'auto',
@@ -65,9 +65,11 @@ def make_config(builder_module: Any = None, *, test_fraction: float = 0.2,
                 ) -> ManualConfig:
   """A config whose name is unique for its settings and for the code that builds it.
 
-  The name hashes damer_audio's audio.py (decoding, resampling) and features.py, the
-  labelling code and `builder_module`, so records made by older code are never read as
-  if they came from this one.
+  The name hashes the settings and the source of `builder_module` (this module if
+  None) and of every project module it reaches through imports (`digest`): decoding
+  and resampling (damer_audio.audio), the views (damer_audio.features), reading the
+  download, labelling, splitting, this builder. So records made by older code are
+  never read as if they came from this one.
   """
   if split_by not in SPLIT_BY:
     raise ValueError(f'config.dataset.split_by must be one of {SPLIT_BY} for a real '
@@ -77,16 +79,12 @@ def make_config(builder_module: Any = None, *, test_fraction: float = 0.2,
                      f'{unlabelled!r}.')
   if labels not in LABELS:
     raise ValueError(f'config.dataset.labels must be one of {LABELS}, got {labels!r}.')
-  code = [audio_lib, features_lib, records, manual, splits, sys.modules[__name__]]
-  if builder_module is not None:
-    code.append(builder_module)
-  settings = dict(code=source_digest(*code), test_fraction=test_fraction,
-                  split_seed=split_seed, split_by=split_by, labels=labels,
-                  unlabelled=unlabelled, source=source,
-                  feature_spec=dataclasses.asdict(feature_spec))
-  digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+  settings = dict(test_fraction=test_fraction, split_seed=split_seed,
+                  split_by=split_by, labels=labels, unlabelled=unlabelled,
+                  source=source, feature_spec=dataclasses.asdict(feature_spec))
+  code = digest.builder_digest(builder_module or sys.modules[__name__], settings)
   return ManualConfig(
-      name=f'{labels}_{split_by}_{digest}',
+      name=f'{labels}_{split_by}_{code}',
       description=f'{json.dumps(settings, sort_keys=True)}',
       test_fraction=test_fraction, split_seed=split_seed, split_by=split_by,
       labels=labels, unlabelled=unlabelled, source=source, feature_spec=feature_spec)
@@ -115,19 +113,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def __init__(self, *, num_workers: int = 0, **kwargs):
     """num_workers: processes decoding and featurising (0: one per core)."""
     self._num_workers = num_workers
-    self._report: manual.BuildReport | None = None
-    self._pool: manual.WorkerPool | None = None
+    self._report: build_report.BuildReport | None = None
+    self._pool: workers.WorkerPool | None = None
     self._formats: list[tuple[Any, Any, str]] = []
     super().__init__(**kwargs)
 
   # ----- what a subclass provides.
 
-  def load_tracks(self, index: manual.FileIndex, report: manual.BuildReport
-                  ) -> list[manual.TrackJob]:
+  def load_tracks(self, index: download.FileIndex, report: build_report.BuildReport
+                  ) -> list[tracks_lib.TrackJob]:
     raise NotImplementedError
 
-  def generate_prebuilt(self, index: manual.FileIndex, report: manual.BuildReport
-                        ) -> dict[str, Any] | None:
+  def generate_prebuilt(self, index: download.FileIndex,
+                        report: build_report.BuildReport) -> dict[str, Any] | None:
     """Split generators for a download that already holds features (None: none)."""
     del index, report
     return None
@@ -144,8 +142,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     cfg = self.builder_config
     cfg.feature_spec.validate()
     manual_dir = os.fspath(dl_manager.manual_dir)
-    index = manual.FileIndex(manual_dir)
-    report = self._report = manual.BuildReport(
+    index = download.FileIndex(manual_dir)
+    report = self._report = build_report.BuildReport(
         dataset=self.name, manual_dir=manual_dir,
         settings=dict(config=cfg.name, test_fraction=cfg.test_fraction,
                       split_seed=cfg.split_seed, split_by=cfg.split_by,
@@ -155,7 +153,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       return prebuilt
     jobs = self.load_tracks(index, report)
     if len(jobs) < 2:
-      raise manual.ManualDataError(
+      raise build_report.ManualDataError(
           f'{manual_dir}: {len(jobs)} usable track(s) (annotations and audio both '
           f'present); at least 2 are needed. Skipped: {report.skipped[:5]}')
     by_split = self._split_jobs(jobs, report)
@@ -171,8 +169,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return generators
 
   def make_jobs(self, entries: list[dict[str, Any]], audio: dict[str, str],
-                index: manual.FileIndex, report: manual.BuildReport
-                ) -> list[manual.TrackJob]:
+                index: download.FileIndex, report: build_report.BuildReport
+                ) -> list[tracks_lib.TrackJob]:
     """TrackJobs for annotated entries that have audio; the rest reported.
 
     Args:
@@ -185,7 +183,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
     used, found = set(), []
     for entry in entries:
-      stems = [manual.normalise_id(s) for s in entry['stems'] if s]
+      stems = [download.normalise_id(s) for s in entry['stems'] if s]
       path = next((audio[s] for s in stems if s in audio), None)
       if path is None:
         report.skip('annotations', entry['name'],
@@ -197,19 +195,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       found.append((entry, path))
     for path in sorted(set(audio.values()) - used):
       report.skip('audio', index.rel(path), 'no annotations for this file')
-    found.sort(key=lambda item: manual.sort_key(item[0]['name']))
-    return [manual.TrackJob(track_id=i, name=e['name'], audio_path=path,
-                            times_s=e['times_s'], valence=e['valence'],
-                            arousal=e['arousal'], style_id=e.get('style_id', -1))
+    found.sort(key=lambda item: download.sort_key(item[0]['name']))
+    return [tracks_lib.TrackJob(track_id=i, name=e['name'], audio_path=path,
+                                times_s=e['times_s'], valence=e['valence'],
+                                arousal=e['arousal'], style_id=e.get('style_id', -1))
             for i, (e, path) in enumerate(found)]
 
-  def _split_jobs(self, jobs, report) -> dict[str, list[manual.TrackJob]]:
+  def _split_jobs(self, jobs, report) -> dict[str, list[tracks_lib.TrackJob]]:
     cfg = self.builder_config
     if cfg.split_by == 'track':
       names = splits.split_tracks([j.name for j in jobs], cfg.test_fraction,
                                   cfg.split_seed)
       by_name = {j.name: j for j in jobs}
-      return {s: [by_name[n] for n in sorted(names[s], key=manual.sort_key)]
+      return {s: [by_name[n] for n in sorted(names[s], key=download.sort_key)]
               for s in ('train', 'test')}
     # Segment-level, stratified by quadrant: the authors' protocol. Leaky.
     logging.warning('split_by=segment: segments of one track land in both splits, so '
@@ -218,11 +216,11 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     keys, strata = [], []
     spec = cfg.feature_spec
     for job in jobs:
-      last = manual.last_annotated_segment(job, spec)
+      last = tracks_lib.last_annotated_segment(job, spec)
       count = last + 1 if job.times_s is not None else 0
       if job.times_s is None:  # Static labels: every segment; count from the file.
         count = int(_file_seconds(job.audio_path) // spec.segment_seconds)
-      valence, arousal = manual.annotated_segments(job, spec, max(count, 0))
+      valence, arousal = tracks_lib.annotated_segments(job, spec, max(count, 0))
       for i in range(max(count, 0)):
         if np.isfinite(valence[i]) and np.isfinite(arousal[i]):
           keys.append((job.name, i))
@@ -241,14 +239,15 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _results(self, jobs, want: str, desc: str):
     """process_track over `jobs`, in order, in parallel, with a progress bar."""
     spec = self.builder_config.feature_spec
-    fn = functools.partial(manual.process_track, spec=spec, want=want)
+    fn = functools.partial(tracks_lib.process_track, spec=spec, want=want)
     with tfds.core.utils.tqdm(total=len(jobs), desc=desc, unit=' tracks',
                               leave=False) as bar:
-      yield from manual.ordered_map(fn, jobs, self._pool, progress=bar.update)
+      yield from workers.ordered_map(fn, jobs, self._pool, progress=bar.update)
 
   def _generate_examples(self, split: str, jobs, keep_unlabelled: bool):
     report = self._report
     report.tracks[split] = report.segments[split] = 0
+    spec = self.builder_config.feature_spec
     index = 0
     for result in self._results(jobs, 'labelled', f'{self.name} {split}'):
       job = result.job
@@ -266,13 +265,15 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         continue
       report.tracks[split] += 1
       for n, i in enumerate(result.labelled):
-        yield f'{job.name}_{i:05d}', _example(
-            job, result.mel[n], result.coch[n], result.valence[n], result.arousal[n],
-            index, i, self.builder_config.feature_spec)
+        yield f'{job.name}_{i:05d}', records.example(
+            spec=spec, mel=result.mel[n], coch=result.coch[n],
+            valence=result.valence[n], arousal=result.arousal[n],
+            track_id=job.track_id, track_name=job.name, style_id=job.style_id,
+            index=index, start_s=i * spec.segment_seconds)
         index += 1
     report.segments[split] = index
     if index == 0:  # TFDS would only say "No examples were yielded."
-      raise manual.ManualDataError(
+      raise build_report.ManualDataError(
           f'{self.name}: the {split!r} split is empty: none of its {len(jobs)} track(s) '
           f'gave a labelled segment. Skipped: {report.skipped[-len(jobs):]}')
 
@@ -282,6 +283,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Decodes the training tracks again rather than holding their views in memory.
     """
     report = self._report
+    spec = self.builder_config.feature_spec
     index, tracks = 0, 0
     for result in self._results(by_split['train'], 'unlabelled',
                                 f'{self.name} unlabelled'):
@@ -289,16 +291,18 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         continue  # An error is already in the report (from 'train').
       tracks += 1
       for n, i in enumerate(result.unlabelled):
-        yield f'{result.job.name}_{i:05d}', _example(
-            result.job, result.mel[n], result.coch[n], np.nan, np.nan, index, i,
-            self.builder_config.feature_spec)
+        job = result.job
+        yield f'{job.name}_{i:05d}', records.example(
+            spec=spec, mel=result.mel[n], coch=result.coch[n], valence=np.nan,
+            arousal=np.nan, track_id=job.track_id, track_name=job.name,
+            style_id=job.style_id, index=index, start_s=i * spec.segment_seconds)
         index += 1
     report.tracks['unlabelled'] = tracks
     report.segments['unlabelled'] = index
 
   def _download_and_prepare(self, dl_manager, download_config):
     self._formats = []
-    self._pool = manual.WorkerPool(manual.default_workers(self._num_workers))
+    self._pool = workers.WorkerPool(workers.default_workers(self._num_workers))
     try:
       super()._download_and_prepare(dl_manager=dl_manager,
                                     download_config=download_config)
@@ -321,12 +325,13 @@ def read_report(builder: tfds.core.DatasetBuilder) -> dict[str, Any]:
   return json.loads((epath.Path(builder.data_dir) / REPORT_NAME).read_text())
 
 
-def _may_have_unlabelled(job: manual.TrackJob, spec: features_lib.FeatureSpec) -> bool:
+def _may_have_unlabelled(job: tracks_lib.TrackJob, spec: features_lib.FeatureSpec
+                         ) -> bool:
   """Whether the file (by its header) has a segment without annotation."""
   if job.times_s is None:
     return False
   count = int(_file_seconds(job.audio_path) // spec.segment_seconds)
-  valence, arousal = manual.annotated_segments(job, spec, count)
+  valence, arousal = tracks_lib.annotated_segments(job, spec, count)
   return bool(np.any(~(np.isfinite(valence) & np.isfinite(arousal))))
 
 
@@ -336,13 +341,6 @@ def _file_seconds(path: str) -> float:
     return float(sf.info(path).duration)
   except Exception:  # pylint: disable=broad-except
     return 0.0
-
-
-def _example(job, mel, coch, valence, arousal, index, segment, spec):
-  return {'mel': mel, 'coch': coch, 'valence': np.float32(valence),
-          'arousal': np.float32(arousal), 'track_id': job.track_id,
-          'track_name': job.name, 'style_id': job.style_id, 'index': index,
-          'start_s': np.float32(segment * spec.segment_seconds)}
 
 
 def _note_unusual_formats(rates, report):

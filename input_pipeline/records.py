@@ -1,6 +1,8 @@
 """The record format every dataset builder writes, and the segmenting that fills it.
 
-One example is one segment of one track:
+One example is one segment of one track. `SCHEMA` declares its keys once (dtype, shape
+from the `FeatureSpec`, meaning); the TFDS features (`features_dict`) are derived from
+it and every builder makes its examples with `example`, which checks them against it:
 
 | key        | dtype   | shape                    | meaning                                  |
 |------------|---------|--------------------------|------------------------------------------|
@@ -13,10 +15,14 @@ One example is one segment of one track:
 | style_id   | int64   | []                       | style / instrumentation family (-1: unknown) |
 | index      | int64   | []                       | position within its split (PCL table row for 'train') |
 | start_s    | float32 | []                       | segment start in the track, seconds      |
+
+TensorFlow-free at import (worker processes import it); only `features_dict` imports
+TensorFlow Datasets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator
 
 import numpy as np
@@ -24,21 +30,106 @@ import numpy as np
 from damer_audio import features as features_lib
 
 
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One key of a record.
+
+  Attributes:
+    dtype: np.float32 or np.int64, or str for text (a TFDS Text feature).
+    dims: the shape as `FeatureSpec` attribute names, e.g. ('n_mels', 'num_frames');
+      () for a scalar.
+    meaning: what the value holds.
+  """
+
+  dtype: Any
+  dims: tuple[str, ...]
+  meaning: str
+
+  def shape(self, spec: features_lib.FeatureSpec) -> tuple[int, ...]:
+    """The shape for `spec`, e.g. (128, 87) for the Mel view at the defaults."""
+    return tuple(int(getattr(spec, d)) for d in self.dims)
+
+
+# The one declaration of the record format (the module docstring's table).
+SCHEMA: dict[str, Field] = {
+    'mel': Field(np.float32, ('n_mels', 'num_frames'), 'log-normalised Mel spectrogram'),
+    'coch': Field(np.float32, ('n_coch', 'num_frames'),
+                  'log-normalised gammatone cochleagram'),
+    'valence': Field(np.float32, (), 'mean annotation inside the segment, [-1, 1] '
+                                     "(NaN in an 'unlabelled' split)"),
+    'arousal': Field(np.float32, (), 'likewise'),
+    'track_id': Field(np.int64, (), 'dense track number within the dataset'),
+    'track_name': Field(str, (), "the dataset's own track identifier"),
+    'style_id': Field(np.int64, (), 'style / instrumentation family (-1: unknown)'),
+    'index': Field(np.int64, (), "position within its split (PCL table row for 'train')"),
+    'start_s': Field(np.float32, (), 'segment start in the track, seconds'),
+}
+
+
 def features_dict(spec: features_lib.FeatureSpec):
-  """The TFDS FeaturesDict for `spec` (imports TensorFlow Datasets)."""
+  """The TFDS FeaturesDict of `SCHEMA` for `spec` (imports TensorFlow Datasets)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tensor = tfds.features.Tensor
-  return tfds.features.FeaturesDict({
-      'mel': tensor(shape=(spec.n_mels, spec.num_frames), dtype=np.float32),
-      'coch': tensor(shape=(spec.n_coch, spec.num_frames), dtype=np.float32),
-      'valence': tensor(shape=(), dtype=np.float32),
-      'arousal': tensor(shape=(), dtype=np.float32),
-      'track_id': tensor(shape=(), dtype=np.int64),
-      'track_name': tfds.features.Text(),
-      'style_id': tensor(shape=(), dtype=np.int64),
-      'index': tensor(shape=(), dtype=np.int64),
-      'start_s': tensor(shape=(), dtype=np.float32),
-  })
+  features = {}
+  for key, field in SCHEMA.items():
+    if field.dtype is str:
+      features[key] = tfds.features.Text()
+    else:
+      features[key] = tfds.features.Tensor(shape=field.shape(spec), dtype=field.dtype)
+  return tfds.features.FeaturesDict(features)
+
+
+def example(*, spec: features_lib.FeatureSpec, **values: Any) -> dict[str, Any]:
+  """One record, checked against `SCHEMA`.
+
+  Args:
+    spec: the feature parameters (they give the views' shapes).
+    **values: every key of `SCHEMA` and no other: mel [n_mels, num_frames], coch
+      [n_coch, num_frames], track_name text, the rest scalars.
+
+  Returns:
+    {key: value} in `SCHEMA`'s order: arrays as numpy arrays and scalars as numpy
+    scalars of the schema's dtype (no copy of a view that already has it), text as
+    given.
+
+  Raises:
+    ValueError: a key is missing or unknown, a value has the wrong shape, or it does
+      not convert to its dtype (text for a number, a float for an integer); the
+      message names the key.
+  """
+  unknown = sorted(set(values) - set(SCHEMA))
+  missing = [k for k in SCHEMA if k not in values]
+  if unknown or missing:
+    problems = ([f'unknown key(s) {unknown}'] if unknown else []) + (
+        [f'missing key(s) {missing}'] if missing else [])
+    raise ValueError(f'A record holds exactly {", ".join(SCHEMA)}; got '
+                     f'{" and ".join(problems)}.')
+  out = {}
+  for key, field in SCHEMA.items():
+    value = values[key]
+    if field.dtype is str:
+      if not isinstance(value, (str, bytes)):
+        raise ValueError(f'Record key {key!r} holds text, got {type(value).__name__} '
+                         f'{value!r}.')
+      out[key] = value
+      continue
+    try:
+      array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as error:
+      raise ValueError(f'Record key {key!r}: cannot read {value!r} as an array '
+                       f'({error}).') from error
+    if not np.can_cast(array.dtype, field.dtype, casting='same_kind'):
+      given = (array.dtype.name if isinstance(value, (np.ndarray, np.generic))
+               else type(value).__name__)
+      raise ValueError(f'Record key {key!r} holds {np.dtype(field.dtype).name}, got '
+                       f'{given} {value!r:.60}.')
+    want = field.shape(spec)
+    if array.shape != want:
+      where = f' ({", ".join(field.dims)} of the FeatureSpec)' if field.dims else ''
+      raise ValueError(f'Record key {key!r} has shape {list(want)}{where}, got '
+                       f'{list(array.shape)}.')
+    array = array.astype(field.dtype, copy=False)
+    out[key] = array if array.ndim else array[()]
+  return out
 
 
 def segment_labels(times_s: np.ndarray, values: np.ndarray, segment_seconds: float,
@@ -88,9 +179,7 @@ def track_examples(audio: np.ndarray, valence: np.ndarray, arousal: np.ndarray, 
     return
   mel, coch = features_lib.compute_views(segments[labelled], spec)
   for n, i in enumerate(labelled):
-    yield f'{track_name}_{i:05d}', {
-        'mel': mel[n], 'coch': coch[n],
-        'valence': np.float32(valence[i]), 'arousal': np.float32(arousal[i]),
-        'track_id': track_id, 'track_name': track_name, 'style_id': style_id,
-        'index': first_index + n, 'start_s': np.float32(i * spec.segment_seconds),
-    }
+    yield f'{track_name}_{i:05d}', example(
+        spec=spec, mel=mel[n], coch=coch[n], valence=valence[i], arousal=arousal[i],
+        track_id=track_id, track_name=track_name, style_id=style_id,
+        index=first_index + n, start_s=i * spec.segment_seconds)

@@ -36,15 +36,11 @@ Arrays per split (N segments of the split, in track order, then time order):
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
-import inspect
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import sys
 from typing import Any, Sequence
@@ -53,6 +49,8 @@ import numpy as np
 from scipy import signal
 
 from damer_audio import features as features_lib
+from damer_data import workers as workers_lib
+from input_pipeline import digest
 from input_pipeline import synthetic_music
 
 SPLITS = ('train', 'unlabelled', 'validation', 'test_track', 'test_chain')
@@ -547,26 +545,20 @@ def _single_threaded():
     return contextlib.nullcontext()
 
 
-def _workers(num_workers: int) -> int:
-  if num_workers > 0:
-    return num_workers
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
 def _map_tracks(jobs: list[tuple], num_workers: int) -> list[dict[str, np.ndarray]]:
-  """track_arrays over jobs, in order; a forkserver process pool when num_workers > 1
-  (never a fork of a process that may run JAX threads)."""
-  workers = min(_workers(num_workers), len(jobs))
+  """track_arrays over jobs, in order; forkserver processes (damer_data.workers) when
+  num_workers > 1 (0 = one per core), in-process otherwise."""
+  if num_workers <= 0:
+    num_workers = os.cpu_count() or 1
+  workers = min(num_workers, len(jobs))
   if workers <= 1:
     with _single_threaded():
       return [_track_job(job) for job in jobs]
-  context = multiprocessing.get_context('forkserver')
-  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                              initializer=_single_threaded) as pool:
-    return list(pool.map(_track_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+  pool = workers_lib.WorkerPool(workers)  # Its workers run single-threaded too.
+  try:
+    return list(workers_lib.ordered_map(_track_job, jobs, pool))
+  finally:
+    pool.close()
 
 
 def _assemble(plan: list[TrackPlan], parts: list[dict[str, np.ndarray]]
@@ -596,12 +588,10 @@ def _assemble(plan: list[TrackPlan], parts: list[dict[str, np.ndarray]]
 
 def _digest(spec: BenchmarkSpec, feature_spec: features_lib.FeatureSpec,
             with_views: bool) -> str:
-  sources = [inspect.getsource(m) for m in (sys.modules[__name__], synthetic_music,
-                                            features_lib)]
-  settings = dict(spec=dataclasses.asdict(spec), features=dataclasses.asdict(feature_spec),
-                  with_views=with_views,
-                  sources=[hashlib.sha1(s.encode()).hexdigest() for s in sources])
-  return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+  """The cache key: the settings and all the code this module reaches (input_pipeline.digest)."""
+  return digest.builder_digest(sys.modules[__name__], dict(
+      spec=dataclasses.asdict(spec), features=dataclasses.asdict(feature_spec),
+      with_views=with_views))
 
 
 def _load(path: str) -> dict[str, dict[str, np.ndarray]]:

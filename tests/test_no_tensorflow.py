@@ -59,6 +59,45 @@ AUDIO_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
     print('OK', mel.shape[0])
 ''')
 
+# A record build's own modules (reading a download; what a worker process runs: one
+# track decoded, labelled and turned into both views; a checked record; the worker
+# pool) and the config digest: no TensorFlow and no JAX.
+WORKER_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
+    import concurrent.futures, os
+    import numpy as np, soundfile as sf
+    from damer_audio import features
+    from damer_data import workers
+    from input_pipeline import build_report, digest, download, records, tracks
+    folder = sys.argv[1]
+    t = np.arange(3 * 22050) / 22050
+    sf.write(os.path.join(folder, 'clip.wav'), 0.5 * np.sin(2 * np.pi * 440 * t), 22050)
+    with open(os.path.join(folder, 'labels.csv'), 'w') as f:
+      f.write('song_id;sample_500ms;sample_1500ms\\n clip ;0.5;-0.5\\n')
+    report = build_report.BuildReport('t')
+    index = download.FileIndex(folder)
+    times, values = download.wide_annotations(
+        download.read_csv(index.find('labels.csv')), ('song_id',), report)['clip']
+    spec = features.FeatureSpec()
+    job = tracks.TrackJob(track_id=0, name='clip',
+                          audio_path=index.audio_files('', report)['clip'],
+                          times_s=times, valence=values, arousal=-values)
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+      result, = workers.ordered_map(
+          lambda j: tracks.process_track(j, spec), [job], executor, window=2)
+    assert result.error is None, result.error
+    assert list(result.labelled) == [0, 1] and result.mel.shape == (2, 128, 87)
+    example = records.example(
+        spec=spec, mel=result.mel[0], coch=result.coch[0], valence=result.valence[0],
+        arousal=result.arousal[0], track_id=0, track_name='clip', style_id=-1, index=0,
+        start_s=0.0)
+    assert example['valence'] == 0.5 and example['arousal'] == -0.5
+    closure = digest.module_closure('input_pipeline.datasets.pmemo.pmemo_dataset_builder')
+    assert 'input_pipeline.tracks' in closure  # Read, not imported.
+    heavy = ('tensorflow', 'tensorflow_datasets', 'jax', 'jaxlib', 'flax')
+    assert not [m for m in sys.modules if m.split('.')[0] in heavy]
+    print('OK', len(result.labelled))
+''')
+
 SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
     import functools, pkgutil, importlib
     import damer_jax
@@ -111,6 +150,14 @@ def test_the_benchmark_generates_without_tensorflow():
 def test_audio_and_data_layers_run_with_tensorflow_blocked(tmp_path):
   result = subprocess.run([sys.executable, '-c', AUDIO_SCRIPT, str(tmp_path / 'tone.wav')],
                           cwd=ROOT, capture_output=True, text=True, env=dict(os.environ),
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == 'OK 2'
+
+
+def test_a_build_worker_runs_without_tensorflow_or_jax(tmp_path):
+  result = subprocess.run([sys.executable, '-c', WORKER_SCRIPT, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ),
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == 'OK 2'

@@ -12,7 +12,9 @@ import pytest
 
 from damer_audio import features as F
 from damer_audio.audio import load_audio
-from input_pipeline import manual
+from input_pipeline import build_report
+from input_pipeline import download
+from input_pipeline import tracks as tracks_lib
 from tests import real_dataset_fixtures as fx
 from tests.conftest import ROOT, tiny_config, tiny_flags
 
@@ -141,13 +143,13 @@ def test_tolerant_csv_reading(tmp_path):
   path = tmp_path / 'a.csv'
   path.write_text('\ufeff Song_ID ;sample_1000ms;sample_0ms;note\n3;0.5;NaN;x\n\n',
                   encoding='utf-8')
-  report = manual.BuildReport('t')
-  table = manual.read_csv(str(path))
+  report = build_report.BuildReport('t')
+  table = download.read_csv(str(path))
   assert table.columns[0] == 'Song_ID'
-  times, values = manual.wide_annotations(table, ('song_id',), report)['3']
+  times, values = download.wide_annotations(table, ('song_id',), report)['3']
   np.testing.assert_allclose(times, [0.0, 1.0])
   assert np.isnan(values[0]) and values[1] == 0.5
-  with pytest.raises(manual.ManualDataError, match="no column musicId.*'Song_ID'"):
+  with pytest.raises(build_report.ManualDataError, match="no column musicId.*'Song_ID'"):
     table.column('musicId')
 
 
@@ -164,6 +166,30 @@ def pmemo_dir(tmp_path_factory):
 
 def _mean(track, times, dim):
   return np.mean([fx.value(track, t, dim) for t in times])
+
+
+def test_config_names_hash_all_the_code_a_manual_builder_reaches(monkeypatch):
+  from input_pipeline import digest, manual_builder  # pylint: disable=g-import-not-at-top
+  from input_pipeline.datasets.memo2496 import memo2496_dataset_builder as memo  # pylint: disable=g-import-not-at-top
+  from input_pipeline.datasets.pmemo import pmemo_dataset_builder as pmemo  # pylint: disable=g-import-not-at-top
+  hashed = digest.module_closure(pmemo)
+  assert {pmemo.__name__, 'input_pipeline.manual_builder', 'input_pipeline.download',
+          'input_pipeline.tracks', 'input_pipeline.build_report', 'input_pipeline.records',
+          'input_pipeline.splits', 'damer_audio.audio', 'damer_audio.features',
+          'damer_data.workers'} <= set(hashed)
+  assert 'input_pipeline.datasets.memo2496.processed' in digest.module_closure(memo)
+  before = manual_builder.make_config(pmemo).name
+  assert before == pmemo.Builder.BUILDER_CONFIGS[0].name
+  assert before.startswith('dynamic_track_')
+  real = digest.read_source
+  # Modules pmemo's builder reaches only through others: decoding, segment labelling.
+  for changed in (os.path.join('damer_audio', 'audio.py'),
+                  os.path.join('input_pipeline', 'records.py')):
+    monkeypatch.setattr(digest, 'read_source', lambda path, changed=changed: real(path) + (
+        '\n# edit' if path.endswith(changed) else ''))
+    assert manual_builder.make_config(pmemo).name != before, changed
+  monkeypatch.setattr(digest, 'read_source', real)
+  assert manual_builder.make_config(pmemo, split_seed=1).name != before
 
 
 def test_pmemo_2hz_ratings_rescaled_and_averaged_per_second(pmemo_dir, tmp_path):
@@ -269,7 +295,7 @@ def test_memo2496_processed_arrays_split_by_track(tmp_path):
 
 def test_processed_arrays_without_track_ids_need_the_leaky_segment_split(tmp_path):
   fx.write_memo2496_processed(str(tmp_path / 'download'), with_ids=False)
-  with pytest.raises(manual.ManualDataError, match='split_by=segment'):
+  with pytest.raises(build_report.ManualDataError, match='split_by=segment'):
     _build('memo2496', tmp_path / 'download', tmp_path / 'records')
   _, examples, report = _build('memo2496', tmp_path / 'download', tmp_path / 'records',
                                dataset__split_by='segment')
@@ -323,9 +349,10 @@ def test_annotations_one_segment_past_the_audio_are_dropped_without_a_note(
                   spec.sample_rate)
   last = 3 + beyond - 1  # Segment index of the last annotation.
   times = np.arange(0.5, last + 1, 0.5) * spec.segment_seconds
-  job = manual.TrackJob(track_id=0, name='clip', audio_path=path, times_s=times,
-                        valence=np.full(len(times), 0.5), arousal=np.full(len(times), -0.5))
-  result = manual.process_track(job, spec)
+  job = tracks_lib.TrackJob(track_id=0, name='clip', audio_path=path, times_s=times,
+                            valence=np.full(len(times), 0.5),
+                            arousal=np.full(len(times), -0.5))
+  result = tracks_lib.process_track(job, spec)
   assert result.error is None
   assert result.dropped['annotated segments beyond the end of the audio'] == beyond
   assert len(result.labelled) == 3

@@ -59,3 +59,74 @@ def test_track_examples_skip_unlabelled_segments_and_count_indices():
   assert [e['start_s'] for _, e in out] == [0.0, 2.0, 3.0]
   assert out[1][1]['valence'] == pytest.approx(-0.5)
   assert out[0][1]['mel'].shape == (128, 87) and out[0][1]['coch'].shape == (84, 87)
+
+
+def _record_values(spec, **changes):
+  values = dict(mel=np.zeros((spec.n_mels, spec.num_frames), np.float32),
+                coch=np.zeros((spec.n_coch, spec.num_frames), np.float32),
+                valence=0.25, arousal=np.nan, track_id=3, track_name='song_3',
+                style_id=-1, index=np.int64(7), start_s=2.0)
+  values.update(changes)
+  return values
+
+
+def test_the_schema_holds_every_key_a_batch_carries():
+  from damer_data import dataset  # pylint: disable=g-import-not-at-top
+  assert set(dataset.MODEL_KEYS) <= set(records.SCHEMA)
+  spec = F.FeatureSpec(n_mels=16, n_coch=8, hop_length=512)
+  assert records.SCHEMA['mel'].shape(spec) == (16, spec.num_frames)
+  assert records.SCHEMA['coch'].shape(spec) == (8, spec.num_frames)
+  assert records.SCHEMA['valence'].shape(spec) == ()
+
+
+def test_the_docstring_table_lists_the_schema():
+  rows = [line.split('|')[1:4] for line in records.__doc__.splitlines()
+          if line.startswith('| ') and not line.startswith('| key')]
+  table = {key.strip(): dtype.strip() for key, dtype, _ in rows}
+  assert table == {k: 'string' if f.dtype is str else np.dtype(f.dtype).name
+                   for k, f in records.SCHEMA.items()}
+
+
+def test_example_casts_to_the_schema_and_matches_the_tfds_features():
+  spec = F.FeatureSpec()
+  mel = np.ones((spec.n_mels, spec.num_frames), np.float32)
+  example = records.example(spec=spec, **_record_values(spec, mel=mel))
+  assert list(example) == list(records.SCHEMA)
+  assert example['mel'] is mel  # No copy of a view that already has the dtype.
+  assert example['valence'].dtype == np.float32 and example['valence'] == 0.25
+  assert np.isnan(example['arousal'])
+  assert example['track_id'].dtype == np.int64 and example['index'] == 7
+  assert example['start_s'].dtype == np.float32 and example['track_name'] == 'song_3'
+  tfds = pytest.importorskip('tensorflow_datasets')
+  del tfds
+  features = records.features_dict(spec)
+  assert set(features.keys()) == set(example)
+  features.encode_example(example)  # TFDS accepts every value as it is.
+
+
+@pytest.mark.parametrize('changes, key', [
+    (dict(mel=np.zeros((128, 86), np.float32)), 'mel'),
+    (dict(coch=np.zeros((128, 87), np.float32)), 'coch'),
+    (dict(valence=np.zeros(2)), 'valence'),
+    (dict(track_id=1.5), 'track_id'),
+    (dict(start_s='2 s'), 'start_s'),
+    (dict(track_name=3), 'track_name'),
+])
+def test_example_names_the_key_of_a_wrong_value(changes, key):
+  spec = F.FeatureSpec()
+  with pytest.raises(ValueError, match=f'Record key {key!r}'):
+    records.example(spec=spec, **_record_values(spec, **changes))
+
+
+def test_example_names_an_unknown_key():
+  spec = F.FeatureSpec()
+  with pytest.raises(ValueError, match=r"got unknown key\(s\) \['segment'\]\.$"):
+    records.example(spec=spec, **_record_values(spec, segment=4))
+
+
+def test_example_names_a_missing_key():
+  spec = F.FeatureSpec()
+  values = _record_values(spec)
+  del values['style_id']
+  with pytest.raises(ValueError, match=r"missing key\(s\) \['style_id'\]"):
+    records.example(spec=spec, **values)

@@ -95,15 +95,28 @@ def test_train_stream_resumes_exactly_where_it_was(built, start_step):
 
 
 def test_config_name_hashes_every_module_that_shapes_the_records(monkeypatch):
-  """A change to segment labelling (records.py) or splitting (splits.py) must not reuse
-  records built by the old code."""
-  import inspect  # pylint: disable=g-import-not-at-top
-  from input_pipeline import records, splits  # pylint: disable=g-import-not-at-top
+  """A change to any code the builder runs (segment labelling in records.py, splitting,
+  the views, the worker pool, the generator) must not reuse records built by the old
+  code; the modules are found through the imports, with no list to keep up."""
+  import os  # pylint: disable=g-import-not-at-top
+  from input_pipeline import digest  # pylint: disable=g-import-not-at-top
   from input_pipeline.datasets.synthetic_va import synthetic_va_dataset_builder as sv  # pylint: disable=g-import-not-at-top
+  hashed = digest.module_closure(sv)
+  assert {sv.__name__, 'input_pipeline.synthetic_music', 'input_pipeline.records',
+          'input_pipeline.splits', 'damer_audio.features',
+          'damer_data.workers'} <= set(hashed)
+  assert {n.split('.')[0] for n in hashed} <= set(digest.PACKAGES)
   before = sv.make_config().name
-  real = inspect.getsource
-  for changed in (records, splits):
-    monkeypatch.setattr(sv.inspect, 'getsource',
-                        lambda m, changed=changed: real(m) + ('\n# edit' if m is changed
-                                                              else ''))
-    assert sv.make_config().name != before, changed.__name__
+  assert before.startswith('n240_s6_seed0_')
+  real = digest.read_source
+  for changed in ('input_pipeline/records.py', 'input_pipeline/splits.py',
+                  'input_pipeline/synthetic_music.py', 'damer_audio/features.py',
+                  'damer_data/workers.py', 'damer_data/__init__.py'):
+    suffix = os.path.join(*changed.split('/'))
+    monkeypatch.setattr(digest, 'read_source', lambda path, suffix=suffix: real(path) + (
+        '\n# edit' if path.endswith(suffix) else ''))
+    name = sv.make_config().name
+    assert name != before and name.startswith('n240_s6_seed0_'), changed
+  monkeypatch.setattr(digest, 'read_source', real)
+  assert sv.make_config().name == before
+  assert sv.make_config(generator_seed=1).name != before

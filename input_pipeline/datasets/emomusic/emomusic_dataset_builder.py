@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from input_pipeline import manual
+from input_pipeline import build_report
+from input_pipeline import download
 from input_pipeline import manual_builder
+from input_pipeline import tracks as tracks_lib
 
 _ID = ('song_id', 'songid', 'song', 'id')
 
@@ -42,30 +44,30 @@ class Builder(manual_builder.ManualBuilder):
   See docs/datasets.md.
   """
 
-  def load_tracks(self, index: manual.FileIndex, report: manual.BuildReport
-                  ) -> list[manual.TrackJob]:
+  def load_tracks(self, index: download.FileIndex, report: build_report.BuildReport
+                  ) -> list[tracks_lib.TrackJob]:
     entries = []
     if self.builder_config.labels == 'static':
-      table = manual.read_csv(index.find('annotations/static_annotations.csv'))
-      rows = manual.static_annotations(
+      table = download.read_csv(index.find('annotations/static_annotations.csv'))
+      rows = download.static_annotations(
           table, table.column(*_ID), table.column('mean_valence', 'valence_mean'),
           table.column('mean_arousal', 'arousal_mean'), report)
       for song, (v, a) in rows.items():
-        v, a = (manual.rescale([x], 1.0, 9.0, what=f'{w} of song {song}',
-                               report=report)[0]
+        v, a = (download.rescale([x], 1.0, 9.0, what=f'{w} of song {song}',
+                                 report=report)[0]
                 for x, w in ((v, 'static valence'), (a, 'static arousal')))
         entries.append(dict(name=song, stems=[song], times_s=None, valence=v, arousal=a))
     else:
       valence = _wide(index, 'valence', report)
       arousal = _wide(index, 'arousal', report)
-      for song in sorted(set(valence) | set(arousal), key=manual.sort_key):
+      for song in sorted(set(valence) | set(arousal), key=download.sort_key):
         if song not in valence or song not in arousal:
           missing = 'valence' if song not in valence else 'arousal'
           report.skip('annotations', song, f'no row in {missing}_cont_average.csv')
           continue
-        times, v, a = manual.merge_dynamic(valence[song], arousal[song])
-        v = manual.rescale(v, -1.0, 1.0, what=f'valence of song {song}', report=report)
-        a = manual.rescale(a, -1.0, 1.0, what=f'arousal of song {song}', report=report)
+        times, v, a = download.merge_dynamic(valence[song], arousal[song])
+        v = download.rescale(v, -1.0, 1.0, what=f'valence of song {song}', report=report)
+        a = download.rescale(a, -1.0, 1.0, what=f'arousal of song {song}', report=report)
         entries.append(dict(name=song, stems=[song], times_s=times, valence=v, arousal=a))
     audio = index.audio_files(self.AUDIO_FOLDER, report)
     return self.make_jobs(entries, audio, index, report)
@@ -74,4 +76,4 @@ class Builder(manual_builder.ManualBuilder):
 def _wide(index, dimension, report):
   path = index.find(f'annotations/{dimension}_cont_average.csv',
                     alternatives=(f'{dimension}_cont_avg.csv',))
-  return manual.wide_annotations(manual.read_csv(path), _ID, report)
+  return download.wide_annotations(download.read_csv(path), _ID, report)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
-from input_pipeline import manual
+from input_pipeline import build_report
+from input_pipeline import download
 from input_pipeline import manual_builder
+from input_pipeline import tracks as tracks_lib
 from input_pipeline.datasets.memo2496 import processed
 
 _ID = ('song_id', 'songid', 'song', 'id', 'music_id', 'track_id')
@@ -60,8 +62,8 @@ class Builder(manual_builder.ManualBuilder):
       return None
     return processed.split_generators(self, index, report)
 
-  def load_tracks(self, index: manual.FileIndex, report: manual.BuildReport
-                  ) -> list[manual.TrackJob]:
+  def load_tracks(self, index: download.FileIndex, report: build_report.BuildReport
+                  ) -> list[tracks_lib.TrackJob]:
     valence = _wide(index, 'valence', report)
     arousal = _wide(index, 'arousal', report)
     info = index.find('songs_info_all.csv', alternatives=('songs_info.csv',),
@@ -71,9 +73,9 @@ class Builder(manual_builder.ManualBuilder):
       report.note(f'{index.root}: no songs_info_all.csv; audio files are matched to '
                   'the annotations by song id.')
     else:
-      files, styles = _songs_info(manual.read_csv(info), report)
+      files, styles = _songs_info(download.read_csv(info), report)
     entries = []
-    for song in sorted(set(valence) | set(arousal), key=manual.sort_key):
+    for song in sorted(set(valence) | set(arousal), key=download.sort_key):
       if song not in valence or song not in arousal:
         missing = 'valence' if song not in valence else 'arousal'
         report.skip('annotations', song, f'no row in the {missing} CSV')
@@ -81,12 +83,12 @@ class Builder(manual_builder.ManualBuilder):
       if info is not None and song not in files:
         report.note(f'song {song}: annotated but not listed in songs_info_all.csv; its '
                     'audio is looked up by song id.')
-      times, v, a = manual.merge_dynamic(valence[song], arousal[song])
-      v = manual.rescale(v, -1.0, 1.0, what=f'valence of song {song}', report=report)
-      a = manual.rescale(a, -1.0, 1.0, what=f'arousal of song {song}', report=report)
+      times, v, a = download.merge_dynamic(valence[song], arousal[song])
+      v = download.rescale(v, -1.0, 1.0, what=f'valence of song {song}', report=report)
+      a = download.rescale(a, -1.0, 1.0, what=f'arousal of song {song}', report=report)
       entries.append(dict(name=song, stems=[files.get(song), song], times_s=times,
                           valence=v, arousal=a, style_id=styles.get(song, -1)))
-    for song in sorted(set(files) - set(valence) - set(arousal), key=manual.sort_key):
+    for song in sorted(set(files) - set(valence) - set(arousal), key=download.sort_key):
       report.skip('songs_info row', song, 'no annotations for this song')
     audio = index.audio_files(self.AUDIO_FOLDER, report)
     return self.make_jobs(entries, audio, index, report)
@@ -96,7 +98,7 @@ def _wide(index, dimension, report):
   path = index.find(f'{dimension}_all_average.csv',
                     alternatives=(f'{dimension}_average.csv', f'{dimension}_all_avg.csv',
                                   f'{dimension}_cont_average.csv'))
-  return manual.wide_annotations(manual.read_csv(path), _ID, report)
+  return download.wide_annotations(download.read_csv(path), _ID, report)
 
 
 def _songs_info(table, report):
@@ -109,7 +111,7 @@ def _songs_info(table, report):
     if id_col >= len(row) or not row[id_col]:
       report.skip('songs_info row', f'{table.path}:{line}', 'no song id')
       continue
-    song = manual.normalise_id(row[id_col])
+    song = download.normalise_id(row[id_col])
     stem = ''
     if file_col is not None and file_col < len(row):
       stem = os.path.splitext(os.path.basename(row[file_col].replace('\\', '/')))[0]

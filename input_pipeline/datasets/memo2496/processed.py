@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from input_pipeline import manual
+from input_pipeline import build_report
+from input_pipeline import download
+from input_pipeline import records
 from input_pipeline import splits
 
 _IDS = ('song_ids.npy', 'song_id.npy', 'track_ids.npy', 'track_id.npy', 'ids.npy')
 
 
-def present(index: manual.FileIndex) -> bool:
+def present(index: download.FileIndex) -> bool:
   """Whether the download holds the processed arrays."""
   return index.find('mel_spec.npy', required=False) is not None
 
@@ -31,19 +33,21 @@ def present(index: manual.FileIndex) -> bool:
 def _views(path, rows, bins, frames):
   array = np.load(path, mmap_mode='r')
   if array.ndim != 3 or array.shape[0] != rows:
-    raise manual.ManualDataError(f'{path}: shape {array.shape}, expected [{rows}, {bins}, '
-                                 f'{frames}] (one row per segment).')
+    raise build_report.ManualDataError(
+        f'{path}: shape {array.shape}, expected [{rows}, {bins}, {frames}] (one row per '
+        'segment).')
   if array.shape[1:] == (bins, frames):
     return array, False
   if array.shape[1:] == (frames, bins):
     return array, True
-  raise manual.ManualDataError(
+  raise build_report.ManualDataError(
       f'{path}: rows of shape {array.shape[1:]}, but the config expects ({bins}, {frames}). '
       'Set config.features.n_mels / n_coch / hop_length / segment_seconds to match the '
       'arrays.')
 
 
-def split_generators(builder, index: manual.FileIndex, report: manual.BuildReport):
+def split_generators(builder, index: download.FileIndex,
+                     report: build_report.BuildReport):
   """{'train': ..., 'test': ...} generators over the processed rows."""
   cfg = builder.builder_config
   spec = cfg.feature_spec
@@ -51,23 +55,23 @@ def split_generators(builder, index: manual.FileIndex, report: manual.BuildRepor
   arousal = np.load(index.find('labels/label_a.npy')).astype(np.float64).reshape(-1)
   rows = len(valence)
   if len(arousal) != rows:
-    raise manual.ManualDataError(f'{index.root}: label_v.npy has {rows} rows but '
-                                 f'label_a.npy {len(arousal)}.')
+    raise build_report.ManualDataError(f'{index.root}: label_v.npy has {rows} rows but '
+                                       f'label_a.npy {len(arousal)}.')
   mel, mel_t = _views(index.find('mel_spec.npy'), rows, spec.n_mels, spec.num_frames)
   coch, coch_t = _views(index.find('cochlegram.npy', alternatives=('cochleagram.npy',)),
                         rows, spec.n_coch, spec.num_frames)
   missing = ~(np.isfinite(valence) & np.isfinite(arousal))  # before range checks
-  valence = manual.rescale(valence, -1, 1, what='label_v.npy', report=report)
-  arousal = manual.rescale(arousal, -1, 1, what='label_a.npy', report=report)
+  valence = download.rescale(valence, -1, 1, what='label_v.npy', report=report)
+  arousal = download.rescale(arousal, -1, 1, what='label_a.npy', report=report)
   ids_path = next((p for p in (index.find(n, required=False) for n in _IDS) if p), None)
   report.note(f'{index.root}: processed arrays, {rows} rows'
               f'{"" if ids_path else ", no track ids"}.')
   if ids_path is not None:
-    names = [manual.normalise_id(x) for x in np.load(ids_path, allow_pickle=False)]
+    names = [download.normalise_id(x) for x in np.load(ids_path, allow_pickle=False)]
     if len(names) != rows:
-      raise manual.ManualDataError(f'{ids_path}: {len(names)} ids for {rows} rows.')
+      raise build_report.ManualDataError(f'{ids_path}: {len(names)} ids for {rows} rows.')
   elif cfg.split_by == 'track':
-    raise manual.ManualDataError(
+    raise build_report.ManualDataError(
         f'{index.root}: the processed arrays carry no track ids ({" / ".join(_IDS)}), so '
         'no track-level split is possible. Use the raw layout (audio + CSVs), add a '
         "track-id array, or pass --config.dataset.split_by=segment (the authors' "
@@ -76,7 +80,7 @@ def split_generators(builder, index: manual.FileIndex, report: manual.BuildRepor
     names = [f'row{n:06d}' for n in range(rows)]
   ok = np.isfinite(valence) & np.isfinite(arousal)
   report.drop('rows without a label (NaN)', int(missing.sum()))
-  order = sorted(set(names), key=manual.sort_key)
+  order = sorted(set(names), key=download.sort_key)
   track_id = {name: i for i, name in enumerate(order)}
   position = np.zeros(rows, np.int64)
   seen: dict[str, int] = {}
@@ -102,10 +106,10 @@ def split_generators(builder, index: manual.FileIndex, report: manual.BuildRepor
     for i, n in enumerate(rows_of_split):
       m = np.asarray(mel[n], np.float32)
       c = np.asarray(coch[n], np.float32)
-      yield f'{names[n]}_{int(position[n]):05d}', {
-          'mel': m.T if mel_t else m, 'coch': c.T if coch_t else c,
-          'valence': np.float32(valence[n]), 'arousal': np.float32(arousal[n]),
-          'track_id': track_id[names[n]], 'track_name': names[n], 'style_id': -1,
-          'index': i, 'start_s': np.float32(position[n] * spec.segment_seconds)}
+      yield f'{names[n]}_{int(position[n]):05d}', records.example(
+          spec=spec, mel=m.T if mel_t else m, coch=c.T if coch_t else c,
+          valence=valence[n], arousal=arousal[n], track_id=track_id[names[n]],
+          track_name=names[n], style_id=-1, index=i,
+          start_s=position[n] * spec.segment_seconds)
 
   return {split: generate(split, rows_of_split) for split, rows_of_split in by_split.items()}

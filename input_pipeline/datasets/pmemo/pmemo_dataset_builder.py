@@ -20,8 +20,10 @@ from __future__ import annotations
 import os
 import sys
 
-from input_pipeline import manual
+from input_pipeline import build_report
+from input_pipeline import download
 from input_pipeline import manual_builder
+from input_pipeline import tracks as tracks_lib
 
 _ID = ('musicId', 'music_id', 'song_id', 'id')
 _TIME = ('frameTime', 'frame_time', 'time', 'time_s')
@@ -48,35 +50,36 @@ class Builder(manual_builder.ManualBuilder):
   Ratings in [0, 1]. See docs/datasets.md.
   """
 
-  def load_tracks(self, index: manual.FileIndex, report: manual.BuildReport
-                  ) -> list[manual.TrackJob]:
+  def load_tracks(self, index: download.FileIndex, report: build_report.BuildReport
+                  ) -> list[tracks_lib.TrackJob]:
     static = self.builder_config.labels == 'static'
     name = 'static_annotations.csv' if static else 'dynamic_annotations.csv'
-    table = manual.read_csv(index.find(f'annotations/{name}'))
+    table = download.read_csv(index.find(f'annotations/{name}'))
     id_col, a_col, v_col = (table.column(*_ID), table.column(*_AROUSAL),
                             table.column(*_VALENCE))
     files = _metadata(index, report)
     entries = []
     if static:
-      rows = manual.static_annotations(table, id_col, v_col, a_col, report)
-      for music, (v, a) in sorted(rows.items(), key=lambda kv: manual.sort_key(kv[0])):
-        v, a = (manual.rescale([x], 0.0, 1.0, what=f'{w} of music {music}',
-                               report=report)[0] for x, w in ((v, 'valence'), (a, 'arousal')))
+      rows = download.static_annotations(table, id_col, v_col, a_col, report)
+      for music, (v, a) in sorted(rows.items(), key=lambda kv: download.sort_key(kv[0])):
+        v, a = (download.rescale([x], 0.0, 1.0, what=f'{w} of music {music}',
+                                 report=report)[0]
+                for x, w in ((v, 'valence'), (a, 'arousal')))
         entries.append(dict(name=music, stems=[files.get(music), music], times_s=None,
                             valence=v, arousal=a))
     else:
-      rows = manual.long_annotations(table, id_col, table.column(*_TIME),
-                                     [v_col, a_col], report)
+      rows = download.long_annotations(table, id_col, table.column(*_TIME),
+                                       [v_col, a_col], report)
       for music, (times, values) in sorted(rows.items(),
-                                           key=lambda kv: manual.sort_key(kv[0])):
-        v = manual.rescale(values[:, 0], 0.0, 1.0, what=f'valence of music {music}',
-                           report=report)
-        a = manual.rescale(values[:, 1], 0.0, 1.0, what=f'arousal of music {music}',
-                           report=report)
+                                           key=lambda kv: download.sort_key(kv[0])):
+        v = download.rescale(values[:, 0], 0.0, 1.0, what=f'valence of music {music}',
+                             report=report)
+        a = download.rescale(values[:, 1], 0.0, 1.0, what=f'arousal of music {music}',
+                             report=report)
         entries.append(dict(name=music, stems=[files.get(music), music], times_s=times,
                             valence=v, arousal=a))
     annotated = {e['name'] for e in entries}
-    for music in sorted(set(files) - annotated, key=manual.sort_key):
+    for music in sorted(set(files) - annotated, key=download.sort_key):
       report.skip('metadata row', music, f'no row in {name}')
     audio = index.audio_files(self.AUDIO_FOLDER, report)
     return self.make_jobs(entries, audio, index, report)
@@ -88,7 +91,7 @@ def _metadata(index, report):
   if path is None:
     report.note(f'{index.root}: no metadata.csv; clips are matched by musicId.')
     return {}
-  table = manual.read_csv(path)
+  table = download.read_csv(path)
   id_col = table.column(*_ID)
   file_col = table.column('fileName', 'file_name', 'filename', required=False)
   files = {}
@@ -97,5 +100,5 @@ def _metadata(index, report):
       stem = ''
       if file_col is not None and file_col < len(row):
         stem = os.path.splitext(os.path.basename(row[file_col]))[0]
-      files[manual.normalise_id(row[id_col])] = stem or row[id_col]
+      files[download.normalise_id(row[id_col])] = stem or row[id_col]
   return files

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import inspect
 import json
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from damer_audio import features as features_lib
-from input_pipeline import manual
+from damer_data import workers
+from input_pipeline import digest
 from input_pipeline import records
 from input_pipeline import splits
 from input_pipeline import synthetic_music
@@ -61,10 +61,6 @@ def style_of(track_number: int) -> int:
   return track_number % len(synthetic_music.STYLE_NAMES)
 
 
-def _source_digest(module) -> str:
-  return hashlib.sha1(inspect.getsource(module).encode()).hexdigest()[:10]
-
-
 def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_seed: int = 0,
                 test_fraction: float = 0.2, split_seed: int = 0,
                 feature_spec: features_lib.FeatureSpec = features_lib.FeatureSpec(),
@@ -72,23 +68,19 @@ def make_config(num_tracks: int = 240, track_seconds: float = 6.0, generator_see
                 ) -> SyntheticVaConfig:
   """A config whose name is unique for its settings, so builds never collide.
 
-  The name also hashes the source of every module that shapes the records (the
-  generator, damer_audio/features.py, records.py with the segment labelling,
-  splits.py), so records made by older code are never read as if they came from this
-  one.
+  The name also hashes the source of this module and of every project module it
+  reaches through imports (`digest.builder_digest`: the generator, the views,
+  records.py with the segment labelling, splits.py, the worker pool, ...), so records
+  made by older code are never read as if they came from this one.
   """
-  settings = dict(generator=_source_digest(synthetic_music),
-                  features=_source_digest(features_lib), records=_source_digest(records),
-                  splits=_source_digest(splits),
-                  num_tracks=num_tracks,
-                  track_seconds=track_seconds,
+  settings = dict(num_tracks=num_tracks, track_seconds=track_seconds,
                   generator_seed=generator_seed, test_fraction=test_fraction,
                   split_seed=split_seed, feature_spec=dataclasses.asdict(feature_spec))
-  if split_by != 'track':  # Keeps the names of track-split configs as they were.
+  if split_by != 'track':  # Track-split configs hash no split settings.
     settings.update(split_by=split_by, test_styles=list(test_styles))
-  digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+  code = digest.builder_digest(sys.modules[__name__], settings)
   return SyntheticVaConfig(
-      name=f'n{num_tracks}_s{track_seconds:g}_seed{generator_seed}_{digest}',
+      name=f'n{num_tracks}_s{track_seconds:g}_seed{generator_seed}_{code}',
       description=f'synthetic_va with {json.dumps(settings, sort_keys=True)}',
       num_tracks=num_tracks, track_seconds=track_seconds, generator_seed=generator_seed,
       test_fraction=test_fraction, split_seed=split_seed, feature_spec=feature_spec,
@@ -140,14 +132,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, tracks):
     cfg = self.builder_config
-    workers = manual.default_workers(self._num_workers)
-    pool = manual.WorkerPool(workers) if len(tracks) >= MIN_TRACKS_FOR_WORKERS else None
+    num_workers = workers.default_workers(self._num_workers)
+    pool = (workers.WorkerPool(num_workers) if len(tracks) >= MIN_TRACKS_FOR_WORKERS
+            else None)
     make = functools.partial(track_examples, cfg=cfg)
     index = 0
     try:
       with tfds.core.utils.tqdm(total=len(tracks), desc='synthetic_va tracks',
                                 unit=' tracks', leave=False) as bar:
-        for examples in manual.ordered_map(make, tracks, pool, progress=bar.update):
+        for examples in workers.ordered_map(make, tracks, pool, progress=bar.update):
           for key, example in examples:
             example['index'] = index
             index += 1
