@@ -35,9 +35,11 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from damer_jax import evaluate
 from damer_jax import grid
 from damer_jax import plots
 from damer_jax import reporting
+from damer_jax import stats as stats_lib
 from damer_jax import train
 from input_pipeline import sources
 
@@ -411,8 +413,8 @@ def markdown_report(results: Sequence[CellResult], *, config_file: str, command:
       lines += [f'![drift {split}]({info["file"]})', '']
       for label, stats in info['stats'].items():
         lines.append(f'- `{split}` {label}: of each test segment\'s {stats["k"]} nearest '
-                     f'neighbours, {stats["same_track"]:.0%} are from its own track; '
-                     f'of its nearest from other tracks, {stats["cross_track_class"]:.0%} '
+                     f'neighbours, {stats["same_track_share"]:.0%} are from its own track; '
+                     f'of its nearest from other tracks, {stats["class_agreement"]:.0%} '
                      f'share its {DRIFT_TARGET} class.')
       lines.append('')
   return '\n'.join(lines).rstrip() + '\n'
@@ -469,8 +471,9 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
     held = f': {test_styles[split]}' if test_styles.get(split) else ''
     title = (f'Test-set embeddings, split "{split}" ({SPLITS.get(split, split)}{held}), '
              f'seed 0: colour = {DRIFT_TARGET} class, marker = track')
-    # The figure is redrawn only when a cell's final evaluation or the title changed.
-    key = {'title': title, 'rows': {v: next(r.metrics for r in results
+    # The figure is redrawn only when a cell's final evaluation, the title or the
+    # neighbour measure (stats.neighbour_drift) changed.
+    key = {'title': title, 'measure': 'neighbour_drift', 'rows': {v: next(r.metrics for r in results
                                              if r.cell == Cell(split, v, 0))
                                     for v in ('full', 'no_saml')}}
     try:
@@ -483,11 +486,11 @@ def drift_figures(base: ml_collections.ConfigDict, workdir: epath.PathLike,
                              ('no_saml', 'no_saml: DSAF + PCL, SAML off')):
         cell = Cell(split, variant, 0)
         config = cell_config(base, cell, overrides)
-        embeddings, classes, tracks = plots.embeddings_for(
+        embeddings, classes, tracks = evaluate.embeddings(
             config, cell_workdir(workdir, cell), sources.create_dataset(config),
             DRIFT_TARGET)
-        panels.append((label, embeddings, classes, tracks))
-        stats[variant] = plots.neighbour_stats(embeddings, classes, tracks)
+        stats[variant] = stats_lib.neighbour_drift(embeddings, classes, tracks)
+        panels.append((label, embeddings, classes, tracks, stats[variant]))
       plots.plot_embedding_drift(panels, png, title, target=DRIFT_TARGET, note=DRIFT_NOTE)
       saved.write_text(json.dumps({'key': key, 'stats': stats}, indent=1))
       drift[split] = {'file': name, 'stats': stats}

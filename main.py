@@ -20,6 +20,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from damer_jax import evaluate
 from damer_jax import train
 from input_pipeline import sources
 
@@ -85,9 +86,9 @@ def main(argv):
     return
   try:
     if FLAGS.mode == 'evaluate':
-      result = train.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step,
-                              sources.create_dataset(FLAGS.config))
-      if jax.process_index() == 0:  # Only process 0 writes the report and returns it.
+      result = evaluate.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step,
+                                 sources.create_dataset(FLAGS.config))
+      if jax.process_index() == 0:  # Only process 0 writes the report and prints.
         print(json.dumps({k: result[k] for k in ('step', 'num_segments', 'num_tracks')}
                          | {'fusion': result['segment']['fusion']}, sort_keys=True))
       return

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from damer_audio import audio as audio_lib
 from damer_audio import features as features_lib
+from damer_jax import config_lib
 from damer_jax import models
 from damer_jax import predict
 from damer_jax import train
@@ -57,7 +58,7 @@ def _predictor(config) -> predict.Predictor:
   if _WORKDIR.value:
     return predict.Predictor.from_workdir(_WORKDIR.value, config)
   model = models.create_model(config)
-  mel_shape, coch_shape = train.input_shapes(config)
+  mel_shape, coch_shape = config_lib.input_shapes(config)
   variables = jax.jit(model.init, static_argnames='train')(
       jax.random.key(0), np.zeros((1,) + mel_shape, np.float32),
       np.zeros((1,) + coch_shape, np.float32), train=False)

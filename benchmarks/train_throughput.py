@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from damer_jax import config_lib
 from damer_jax import models
 from damer_jax import train
 
@@ -69,7 +70,7 @@ def measure(config, steps: int) -> dict:
                   axis_name=train.AXIS, donate_argnums=(0,))
   devices = jax.local_device_count()
   per_device = config.batch_size // devices
-  (mel_shape, coch_shape) = train.input_shapes(config)
+  (mel_shape, coch_shape) = config_lib.input_shapes(config)
   rng = np.random.default_rng(0)
   shape = (devices, per_device)
   batch = {'mel': rng.standard_normal(shape + mel_shape, np.float32),

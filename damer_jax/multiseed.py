@@ -27,6 +27,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from damer_data import dataset as data_lib
+from damer_jax import config_lib
+from damer_jax import evaluate
 from damer_jax import models
 from damer_jax import train
 
@@ -121,7 +123,7 @@ def train_seeds(config: Any, seeds: Sequence[int], data: data_lib.ArrayDataset,
   Returns:
     A SeedRun.
   """
-  train.validate_config(config)
+  config_lib.validate_config(config)
   seeds = tuple(int(s) for s in seeds)
   eval_splits = tuple(data.eval_splits if eval_splits is None else eval_splits)
   model = models.create_model(config, axis_name=AXIS)
@@ -186,14 +188,14 @@ def train_seeds(config: Any, seeds: Sequence[int], data: data_lib.ArrayDataset,
 def _predict(model: models.DAMER, config: Any, states: Any, data: data_lib.ArrayDataset,
              split: str, with_embedding: bool) -> dict[str, np.ndarray]:
   """Every seed's head outputs on `split`, [S, N, ...] in row order."""
-  eval_fn = functools.partial(train.eval_step, model=model, config=config)
+  eval_fn = functools.partial(evaluate.eval_step, model=model, config=config)
   per_seed = jax.jit(jax.vmap(eval_fn, in_axes=(0, None)))
   arrays = {k: v for k, v in data.splits[split].items() if k in ('mel', 'coch')}
   keys = ('fusion', 'mel', 'coch') + (('embedding',) if with_embedding else ())
   chunks = {k: [] for k in keys}
   for batch in data_lib.pad_batches(arrays, config.eval_batch_size):
     real = batch.pop('mask') > 0
-    out = jax.device_get(per_seed(states, batch))
+    out = jax.device_get(per_seed(evaluate.variables_of(states), batch))
     for k in keys:
       chunks[k].append(np.asarray(out[k], np.float32)[:, real])
   return {k: np.concatenate(v, axis=1) for k, v in chunks.items()}

@@ -35,8 +35,9 @@ class PmapDriver:
 
   name = 'pmap'
 
-  def __init__(self, train_step: Callable, eval_step: Callable):
-    self._train = jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0,))
+  def __init__(self, train_step: Callable | None, eval_step: Callable):
+    self._train = (jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0,))
+                   if train_step is not None else _evaluation_only)
     self._eval = jax.pmap(eval_step, axis_name=AXIS)
     self._batch_sharding = NamedSharding(Mesh(np.asarray(jax.local_devices()), (AXIS,)),
                                          P(AXIS))
@@ -76,7 +77,7 @@ class ShardMapDriver:
 
   name = 'shard_map'
 
-  def __init__(self, train_step: Callable, eval_step: Callable):
+  def __init__(self, train_step: Callable | None, eval_step: Callable):
     self.mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
     self._replicated = NamedSharding(self.mesh, P())
 
@@ -91,10 +92,10 @@ class ShardMapDriver:
     # check_vma=False: with shard_map's type checking, the gradient of the replicated
     # parameters comes back already summed over the devices, and the step's pmean of it
     # would leave N times the mean gradient (pmap, and this, give the mean).
-    self._train = jax.jit(jax.shard_map(per_device_train, mesh=self.mesh,
-                                        in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
-                                        check_vma=False),
-                          donate_argnums=(0,))
+    self._train = _evaluation_only if train_step is None else jax.jit(
+        jax.shard_map(per_device_train, mesh=self.mesh, in_specs=(P(), P(AXIS)),
+                      out_specs=(P(), P()), check_vma=False),
+        donate_argnums=(0,))
     self._eval = jax.jit(jax.shard_map(per_device_eval, mesh=self.mesh,
                                        in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
 
@@ -122,8 +123,18 @@ class ShardMapDriver:
     return self._eval(state, batch)
 
 
-def create_driver(parallelism: str, train_step: Callable, eval_step: Callable) -> Any:
-  """The driver named by `config.parallelism` ('pmap' or 'shard_map')."""
+def _evaluation_only(*args):
+  del args
+  raise TypeError('This driver was made for evaluation only (train_step=None).')
+
+
+def create_driver(parallelism: str, train_step: Callable | None, eval_step: Callable
+                  ) -> Any:
+  """The driver named by `config.parallelism` ('pmap' or 'shard_map').
+
+  train_step(state, batch) -> (state, metrics) and eval_step(variables, batch) -> outputs
+  are per-device functions; train_step None gives a driver that only evaluates.
+  """
   if parallelism == 'pmap':
     return PmapDriver(train_step, eval_step)
   if parallelism == 'shard_map':

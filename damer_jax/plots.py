@@ -1,8 +1,9 @@
-"""Figures for reports: embedding drift (ablation.py) and the evaluation report (report.py).
+"""Figures for reports: embedding drift (ablation.py) and the evaluation report.
 
-Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
-switch), so it works on a headless machine and inside other programs. No TensorFlow
-here: `embeddings_for` is handed the dataset (damer_data.dataset.Dataset).
+Only drawing: everything drawn is computed elsewhere (damer_jax.evaluate collects
+predictions and embeddings, damer_jax.stats measures the neighbours). Drawn with
+matplotlib's object API on the Agg canvas (no pyplot, no global backend switch), so it
+works on a headless machine and inside other programs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ CLASS_NAMES = ('low', 'high')
 MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '<', '>', 'p', 'h', '*')
 MAX_TRACK_LABELS = 30  # Above this many tracks per panel, track ids are not printed.
 
-# (panel title, embeddings [N, D], class labels [N] in {0, 1}, track ids [N])
-Panel = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+# (panel title, embeddings [N, D], class labels [N] in {0, 1}, track ids [N],
+#  stats.neighbour_drift of them or None)
+Panel = tuple[str, np.ndarray, np.ndarray, np.ndarray, dict[str, float] | None]
 
 
 def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,40 +48,8 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return x @ axes.T, variance
 
 
-def neighbour_stats(embeddings: np.ndarray, classes: np.ndarray, track_ids: np.ndarray,
-                    k: int = 10) -> dict[str, float]:
-  """How the full-width embeddings cluster: by track (drift) or by class across tracks.
-
-  With the k nearest neighbours of every point (cosine distance, the point excluded):
-    same_track: share of the neighbours from the point's own track (high = the
-      embedding mostly encodes which track a segment came from);
-    cross_track_class: among the k nearest neighbours from *other* tracks, share of
-      the same class (high = classes line up across tracks, what SAML aims at).
-  """
-  x = np.asarray(embeddings, np.float64)
-  x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-  classes, track_ids = np.asarray(classes), np.asarray(track_ids)
-  n = len(x)
-  if n < 2:
-    return {'same_track': float('nan'), 'cross_track_class': float('nan'), 'k': 0}
-  distance = 1.0 - x @ x.T
-  np.fill_diagonal(distance, np.inf)
-  k = min(k, n - 1)
-  nearest = np.argsort(distance, axis=1)[:, :k]
-  same_track = float((track_ids[nearest] == track_ids[:, None]).mean())
-  other = np.where(track_ids[None, :] == track_ids[:, None], np.inf, distance)
-  agreement = []
-  for i in range(n):
-    valid = np.isfinite(other[i])
-    if valid.any():
-      idx = np.argsort(other[i])[:min(k, int(valid.sum()))]
-      agreement.append((classes[idx] == classes[i]).mean())
-  cross = float(np.mean(agreement)) if agreement else float('nan')
-  return {'same_track': same_track, 'cross_track_class': cross, 'k': k}
-
-
 def _draw_panel(ax, panel: Panel) -> None:
-  title, embeddings, classes, track_ids = panel
+  title, embeddings, classes, track_ids, stats = panel
   classes = np.asarray(classes).astype(int)
   track_ids = np.asarray(track_ids)
   points, variance = pca_2d(embeddings)
@@ -101,10 +71,12 @@ def _draw_panel(ax, panel: Panel) -> None:
         ax.scatter(points[mask, 0], points[mask, 1], s=22, marker=marker_of[track],
                    color=CLASS_COLOURS[c], edgecolors='white', linewidths=0.4,
                    alpha=0.85, zorder=2)
-  stats = neighbour_stats(embeddings, classes, track_ids)
-  ax.set_title(f'{title}\n{len(points)} segments from {len(tracks)} tracks\n'
-               f'{stats["k"]} nearest neighbours: same track {stats["same_track"]:.0%}, '
-               f'other-track same class {stats["cross_track_class"]:.0%}', fontsize=9)
+  lines = [title, f'{len(points)} segments from {len(tracks)} tracks']
+  if stats:
+    lines.append(f'{stats["k"]} nearest neighbours: same track '
+                 f'{stats["same_track_share"]:.0%}, other-track same class '
+                 f'{stats["class_agreement"]:.0%}')
+  ax.set_title('\n'.join(lines), fontsize=9)
   ax.set_xlabel(f'PC 1 ({variance[0]:.0%} var)')
   ax.set_ylabel(f'PC 2 ({variance[1]:.0%} var)')
   ax.grid(alpha=0.2)
@@ -116,7 +88,8 @@ def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: s
 
   Args:
     panels: (panel title, embeddings [N, D], class labels [N] (0 = low, 1 = high),
-      track ids [N]) per panel; PCA is fitted per panel.
+      track ids [N], their `stats.neighbour_drift` or None) per panel; PCA is fitted
+      per panel.
     path: where the PNG goes (parent folders are created).
     title: figure title.
     target: the target the classes belong to (legend text).
@@ -148,32 +121,8 @@ def plot_embedding_drift(panels: Sequence[Panel], path: epath.PathLike, title: s
   return path
 
 
-def embeddings_for(config: Any, workdir: epath.PathLike, data: Any,
-                   target: str = 'valence', split: str = 'test'
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Fused embeddings of the latest checkpoint in `workdir` on one split of `data`.
-
-  Returns (embeddings [N, D], class of `target` [N] (1 = value > config.label_threshold),
-  track ids [N]), padding removed. Valence is the default target: it is the one the
-  style drift hurts most (held-out style on the demo: valence accuracy 0.94 -> 0.60,
-  arousal 0.98 -> 0.93; docs/ablations.md).
-  """
-  from damer_jax import train  # pylint: disable=g-import-not-at-top
-  model, state = train.restore_for_inference(config, str(workdir), data)
-  driver = train.create_driver(config, model)
-  embeddings, classes, tracks = [], [], []
-  for batch, out in train.predict_batches(driver, driver.put_state(state),
-                                          data.eval_batches(config, split)):
-    embeddings.append(np.asarray(out['embedding'], np.float32))
-    classes.append((batch[target] > config.label_threshold).astype(np.int64))
-    tracks.append(batch['track_id'])
-  if not embeddings:
-    raise ValueError(f'The {split!r} split is empty; nothing to embed.')
-  return np.concatenate(embeddings), np.concatenate(classes), np.concatenate(tracks)
-
-
 # ---------------------------------------------------------------------------------------
-# Evaluation report figures (damer_jax/report.py).
+# Evaluation report figures (damer_jax/evaluate.py).
 
 CORRECT_COLOURS = ('#c53030', '#2f855a')  # wrong (red), right (green).
 

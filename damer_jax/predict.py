@@ -48,28 +48,18 @@ from etils import epath
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
-import orbax.checkpoint as ocp
 
 from damer_jax import checkpointing
+from damer_jax import config_lib
+from damer_jax import evaluate
 from damer_jax import models
-from damer_jax import train
+from damer_jax import quadrants
 from damer_audio import audio as audio_lib
 from damer_audio import features as features_lib
+from damer_data import workers as workers_lib
 
-# Russell's circumplex: (high valence?, high arousal?) -> quadrant name.
-QUADRANTS = {
-    (True, True): 'Q1 happy/excited',
-    (False, True): 'Q2 tense/angry',
-    (False, False): 'Q3 sad/depressed',
-    (True, False): 'Q4 calm/relaxed',
-}
 RESULT_KEYS = ('path', 'duration_s', 'task', 'step', 'valence', 'arousal', 'quadrant',
                'segments')
-
-
-def quadrant(valence_high: bool, arousal_high: bool) -> str:
-  """Russell quadrant name for a (valence, arousal) pair of high/low decisions."""
-  return QUADRANTS[(bool(valence_high), bool(arousal_high))]
 
 
 def find_audio_files(path: epath.PathLike) -> tuple[list[str], list[str]]:
@@ -124,7 +114,7 @@ class Predictor:
   def __init__(self, config: Any, variables: dict[str, Any], step: int = 0,
                batch_size: int | None = None):
     """Wraps restored `variables` ({'params', 'batch_stats'}) of the model of `config`."""
-    train.validate_config(config)
+    config_lib.validate_config(config)
     self.config = config
     self.step = int(step)
     self.workdir = ''
@@ -161,7 +151,7 @@ class Predictor:
       ValueError: the checkpoint does not fit the model built from `config`.
     """
     config = config if config is not None else checkpointing.load_config(workdir)
-    variables, step = restore_variables(config, workdir, step)
+    variables, step = evaluate.restore_variables(config, workdir, step)
     predictor = cls(config, variables, step, batch_size)
     predictor.workdir = os.fspath(workdir)
     return predictor
@@ -194,7 +184,7 @@ class Predictor:
     workers = num_workers or os.cpu_count() or 1
     bar = _progress_bar(len(paths), progress)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      decoded = _ordered_map(pool, self._decode, paths, ahead=2 * workers)
+      decoded = workers_lib.ordered_map(self._decode, paths, pool, window=2 * workers)
       for result in self._run(decoded):
         bar.update(1)
         yield result
@@ -296,7 +286,8 @@ class Predictor:
       result[name] = round(float(mean[i]), 4)
     if {'valence', 'arousal'} <= set(self.targets):
       cut = 0.5 if self.task == 'classification' else self.config.label_threshold
-      result['quadrant'] = quadrant(result['valence'] > cut, result['arousal'] > cut)
+      result['quadrant'] = quadrants.quadrant(result['valence'] > cut,
+                                              result['arousal'] > cut)
     seconds = self.spec.segment_seconds
     result['segments'] = [
         {'start_s': round(i * seconds, 3),
@@ -307,63 +298,8 @@ class Predictor:
 
 def _scores(variables, mel, coch, *, model, task):
   """Fusion-head scores [b, targets]: P(high) for classification, values otherwise."""
-  out = model.apply(variables, mel, coch, train=False)['fusion']
-  if task == 'classification':
-    return jax.nn.softmax(out, axis=-1)[..., -1]
-  return out
-
-
-def restore_variables(config: Any, workdir: epath.PathLike, step: int | None = None
-                      ) -> tuple[dict[str, Any], int]:
-  """({'params', 'batch_stats'}, step) of a checkpoint, checked against `config`'s model.
-
-  Only the model's variables are used, so neither the dataset (PCL table size) nor the
-  optimiser is needed.
-  """
-  manager = checkpointing.create_manager(workdir, config, create=False)
-  if step is None and manager.latest_step() is None:
-    checkpointing.resolve_step(manager)  # Raises: no checkpoint, train first.
-  restored, step = checkpointing.restore_with_fallback(
-      manager, lambda s: manager.restore(s, args=ocp.args.StandardRestore()), step)
-  variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
-  variables = jax.device_get(variables)
-  model = models.create_model(config)
-  mel_shape, coch_shape = train.input_shapes(config)
-  expected = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                            np.zeros((1,) + mel_shape, np.float32),
-                            np.zeros((1,) + coch_shape, np.float32))
-  expected = {'params': expected['params'], 'batch_stats': expected.get('batch_stats', {})}
-  _check_shapes(expected, variables, f'{manager.directory / str(step)}')
-  return variables, step
-
-
-def _check_shapes(expected: Any, restored: Any, where: str) -> None:
-  want = {jax.tree_util.keystr(k): v.shape
-          for k, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
-  have = {jax.tree_util.keystr(k): np.shape(v)
-          for k, v in jax.tree_util.tree_flatten_with_path(restored)[0]}
-  problems = [f'{k} missing from the checkpoint' for k in want if k not in have]
-  problems += [f'{k} is not in the model' for k in have if k not in want]
-  problems += [f'{k} has shape {have[k]} in the checkpoint, {want[k]} in the model'
-               for k in want if k in have and tuple(have[k]) != tuple(want[k])]
-  if problems:
-    more = f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''
-    raise ValueError(
-        f'Checkpoint {where} does not match the model built from this config: '
-        f'{"; ".join(problems[:3])}{more}. Use the config it was trained with (training '
-        f'saves it as config.json in the workdir).')
-
-
-def _ordered_map(pool, fn, items: Sequence[Any], ahead: int) -> Iterator[Any]:
-  """pool.map that keeps at most `ahead` items in flight (bounded memory), in order."""
-  futures = collections.deque()
-  items = iter(items)
-  for item in items:
-    futures.append(pool.submit(fn, item))
-    if len(futures) >= ahead:
-      yield futures.popleft().result()
-  while futures:
-    yield futures.popleft().result()
+  fusion = evaluate.model_outputs(variables, mel, coch, model=model, task=task)['fusion']
+  return evaluate.scores(fusion, task)
 
 
 class _NoBar:

@@ -34,7 +34,7 @@ from matplotlib.transforms import Bbox
 import numpy as np
 
 from damer_jax import plots
-from damer_jax import predict
+from damer_jax import quadrants
 
 # Datasets the project generates itself: a model trained on them is a demo.
 SYNTHETIC_DATASETS = ('synthetic_va', 'va_benchmark')
@@ -163,7 +163,7 @@ def _va_axes(ax, info: ModelInfo) -> list[Any]:
   middle = {False: (lo + info.cut) / 2, True: (info.cut + hi) / 2}
   return [ax.text(middle[v_high], middle[a_high], name.replace(' ', '\n', 1), fontsize=9,
                   color='0.55', ha='center', va='center', zorder=0, alpha=0.8)
-          for (v_high, a_high), name in predict.QUADRANTS.items()]
+          for (v_high, a_high), name in quadrants.QUADRANTS.items()]
 
 
 def file_figure(result: dict[str, Any], info: ModelInfo, name: str | None = None
@@ -285,8 +285,8 @@ def _place_labels(fig, ax, xy: np.ndarray, texts: Sequence[str], points: np.ndar
 
 
 def _quadrant_index(valence: float, arousal: float, cut: float) -> int:
-  names = list(predict.QUADRANTS.values())
-  return names.index(predict.quadrant(valence > cut, arousal > cut))
+  names = list(quadrants.QUADRANTS.values())
+  return names.index(quadrants.quadrant(valence > cut, arousal > cut))
 
 
 def overview_figure(rows: Sequence[dict[str, Any]], info: ModelInfo, title: str = ''
@@ -353,7 +353,7 @@ def _labelled(good: Sequence[dict[str, Any]], info: ModelInfo) -> list[int]:
 
 
 def _draw_quadrant_bars(ax, good, failed: int, info: ModelInfo) -> None:
-  names = list(predict.QUADRANTS.values())
+  names = list(quadrants.QUADRANTS.values())
   counts = np.zeros(len(names), np.int64)
   for r in good:
     counts[_quadrant_index(r['valence'], r['arousal'], info.cut)] += 1

@@ -93,32 +93,45 @@ def neighbour_drift(embeddings: np.ndarray, classes: np.ndarray, tracks: np.ndar
   """How much an embedding's neighbours follow emotion rather than the track.
 
   For each segment, its k nearest neighbours by cosine similarity among the segments
-  of *other* tracks, and separately among all other segments.
+  of *other* tracks (fewer when fewer exist), and separately among all other segments.
 
   Args:
     embeddings: [N, D].
-    classes: joint emotion class int [N] (e.g. the valence-arousal quadrant).
+    classes: emotion class int [N] (e.g. the valence-arousal quadrant, or one target's
+      high/low).
     tracks: track id [N].
-    k: neighbours.
+    k: neighbours (at most N - 1 are used).
 
   Returns:
     'class_agreement': share of the other-track neighbours in the segment's class
-      (chance = the class shares); 'same_track_share': share of all neighbours from
-      the segment's own track; 'chance': the class agreement of random other-track
-      segments.
+      (chance = the class shares; high = classes line up across tracks, what SAML aims
+      at); 'same_track_share': share of all neighbours from the segment's own track
+      (high = the embedding mostly encodes which track a segment came from); 'chance':
+      the class agreement of random segments; 'k': the neighbours used. NaN (k 0) for
+      fewer than two segments.
   """
-  x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-9)
+  x = np.asarray(embeddings, np.float64)
+  classes, tracks = np.asarray(classes), np.asarray(tracks)
+  n = len(x)
+  if n < 2:
+    return {'class_agreement': float('nan'), 'same_track_share': float('nan'),
+            'chance': float('nan'), 'k': 0}
+  k = min(k, n - 1)
+  x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
   sim = x @ x.T
   np.fill_diagonal(sim, -np.inf)
   same_track = tracks[:, None] == tracks[None, :]
-  nearest_all = np.argsort(-sim, axis=1)[:, :k]
+  nearest_all = np.argsort(-sim, axis=1, kind='stable')[:, :k]
+  same_share = same_track[np.arange(n)[:, None], nearest_all].mean()
   other = np.where(same_track, -np.inf, sim)
-  nearest_other = np.argsort(-other, axis=1)[:, :k]
-  agreement = (classes[nearest_other] == classes[:, None]).mean()
-  same_share = same_track[np.arange(len(x))[:, None], nearest_all].mean()
+  nearest_other = np.argsort(-other, axis=1, kind='stable')[:, :k]
+  real = np.take_along_axis(other, nearest_other, axis=1) > -np.inf  # Other-track only.
+  agree = (classes[nearest_other] == classes[:, None]) & real
+  has = real.any(axis=1)
+  agreement = (agree.sum(1)[has] / real.sum(1)[has]).mean() if has.any() else np.nan
   shares = np.bincount(classes) / len(classes)
   return {'class_agreement': float(agreement), 'same_track_share': float(same_share),
-          'chance': float((shares ** 2).sum())}
+          'chance': float((shares ** 2).sum()), 'k': int(k)}
 
 
 def summarise(values: Any) -> str:

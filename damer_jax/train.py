@@ -1,7 +1,9 @@
-"""Training and evaluation: state creation, the per-device steps and the loop.
+"""Training: state creation, the per-device train step and the loop.
 
-The steps are pure per-device functions with explicit collectives over the named axis
-`AXIS`; `train_and_evaluate` maps them with `jax.pmap` over the local devices.
+The step is a pure per-device function with explicit collectives over the named axis
+`AXIS`; `train_and_evaluate` maps it (and `evaluate.eval_step`, for the evaluations
+during training) over the devices with the driver of config.parallelism. Evaluating a
+finished checkpoint is `damer_jax.evaluate`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import functools
 import os
 import signal
 import threading
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from absl import logging
 from etils import epath
@@ -21,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from damer_audio import features as features_lib
 from damer_data import dataset as data_lib
 from damer_jax import checkpointing
+from damer_jax import config_lib
+from damer_jax import evaluate
 from damer_jax import losses
-from damer_jax import metrics as metrics_lib
 from damer_jax import models
 from damer_jax import parallel
 from damer_jax import pcl
@@ -53,34 +55,6 @@ def use_compilation_cache(directory: str | None) -> str | None:
   jax.config.update('jax_compilation_cache_dir', directory or None)
   logging.info('Persistent compilation cache: %s', directory or 'off')
   return directory or None
-
-
-def validate_config(config: Any) -> None:
-  """Fails fast, naming the field, on settings that cannot run."""
-  if config.parallelism not in ('pmap', 'shard_map'):
-    raise ValueError(f"config.parallelism must be 'pmap' or 'shard_map', got "
-                     f'{config.parallelism!r}.')
-  for name in config.targets:
-    if name not in ('valence', 'arousal'):
-      raise ValueError(f'config.targets holds {name!r}; use valence and/or arousal.')
-  if config.saml.enabled and config.saml.key_encoder not in ('ema', 'current'):
-    raise ValueError(f"config.saml.key_encoder must be 'ema' or 'current', got "
-                     f'{config.saml.key_encoder!r}.')
-  if config.pcl.enabled and config.task != 'classification':
-    raise ValueError('PCL pseudo-labels classes: config.pcl.enabled=True needs '
-                     "config.task='classification' (or set config.pcl.enabled=False).")
-  if config.pcl.enabled and config.pcl.tau_schedule not in ('linear', 'cosine', 'constant'):
-    raise ValueError(f'config.pcl.tau_schedule={config.pcl.tau_schedule!r}; use linear, '
-                     'cosine or constant.')
-  if config.pcl.enabled and hasattr(pcl, 'validate'):
-    pcl.validate(config)
-  if config.saml.enabled and config.saml.get('positives', 'joint') not in ('joint',
-                                                                           'per_target'):
-    raise ValueError(f"config.saml.positives must be 'joint' or 'per_target', got "
-                     f'{config.saml.positives!r}.')
-  if config.pcl.get('unlabelled_batch_size', 0) < 0:
-    raise ValueError('config.pcl.unlabelled_batch_size must be >= 0, got '
-                     f'{config.pcl.unlabelled_batch_size}.')
 
 
 def learning_rate_schedule(config: Any) -> optax.Schedule:
@@ -111,15 +85,6 @@ def _leaf_name(path: tuple[Any, ...]) -> str:
   return str(getattr(last, 'key', getattr(last, 'name', last)))
 
 
-def input_shapes(config: Any) -> tuple[tuple[int, int], tuple[int, int]]:
-  """(mel [n_mels, frames], coch [n_coch, frames]) shapes of one example.
-
-  frames is `FeatureSpec.num_frames` of `config.features`, as the records have it.
-  """
-  spec = features_lib.FeatureSpec.from_config(config.features)
-  return (spec.n_mels, spec.num_frames), (spec.n_coch, spec.num_frames)
-
-
 def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
                        num_train: int = 0, num_unlabelled: int = 0) -> TrainState:
   """Initialises parameters, batch statistics, optimiser and module state (unreplicated).
@@ -132,7 +97,7 @@ def create_train_state(config: Any, model: models.DAMER, key: jax.Array,
     num_unlabelled: examples in the unlabelled pool; the PCL table has num_train rows,
       plus num_unlabelled when the unlabelled stream is on (config.pcl.unlabelled_batch_size).
   """
-  mel_shape, coch_shape = input_shapes(config)
+  mel_shape, coch_shape = config_lib.input_shapes(config)
   init_key, train_key = jax.random.split(key)
   variables = jax.jit(functools.partial(model.init, train=False))(
       init_key, jnp.zeros((1,) + mel_shape), jnp.zeros((1,) + coch_shape))
@@ -231,68 +196,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.
   return jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, state), metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: models.DAMER,
-              config: Any) -> dict[str, jax.Array]:
-  """Predictions of the three heads and the fused embedding for one device's batch.
-
-  Returns 'fusion', 'mel', 'coch': class probabilities [b, targets, classes]
-  (classification) or values [b, targets] (regression); 'embedding' [b, D].
-  """
-  outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                        batch['mel'], batch['coch'], train=False)
-  heads = ('fusion', 'mel', 'coch')
-  if config.task == 'classification':
-    result = {h: jax.nn.softmax(outputs[h], axis=-1) for h in heads}
-  else:
-    result = {h: outputs[h] for h in heads}
-  result['embedding'] = outputs['embedding']
-  return result
-
-
 def create_driver(config: Any, model: models.DAMER) -> Any:
   """The pmap or shard_map driver of the train and eval steps (config.parallelism)."""
   return parallel.create_driver(
       config.parallelism,
       functools.partial(train_step, model=model, config=config,
                         schedule=learning_rate_schedule(config)),
-      functools.partial(eval_step, model=model, config=config))
-
-
-def predict_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.ndarray]]
-                    ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-  """Yields (batch, head outputs) with padding removed, flattened over devices.
-
-  Batches hold a float 'mask' (1 = real example); outputs are as `eval_step`'s.
-  """
-  for batch in batches:
-    mask = batch.pop('mask').reshape(-1) > 0
-    out = jax.device_get(driver.eval_step(state, batch))
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])[mask]
-    yield ({k: flat(v) for k, v in batch.items()}, {k: flat(v) for k, v in out.items()})
-
-
-def evaluate_batches(driver: Any, state: Any, batches: Iterable[dict[str, np.ndarray]],
-                     config: Any) -> dict[str, float]:
-  """Metrics of the fusion head over all batches (padding dropped).
-
-  `num_examples` counts the examples and `num_tracks` the distinct tracks.
-  """
-  preds, values, tracks = [], [], []
-  for batch, out in predict_batches(driver, state, batches):
-    preds.append(out['fusion'])
-    values.append(np.stack([batch[t] for t in config.targets], -1))
-    tracks.append(batch['track_id'])
-  if not preds:
-    raise ValueError('The evaluation split is empty: the dataset has too few tracks for '
-                     'config.dataset.test_fraction; add data or raise the fraction.')
-  gathered = parallel.gather_examples({'preds': np.concatenate(preds),
-                                       'values': np.concatenate(values),
-                                       'tracks': np.concatenate(tracks)})
-  preds, values = gathered['preds'], gathered['values']
-  result = metrics_lib.head_metrics(preds, values, config)
-  result['num_examples'] = int(len(values))
-  result['num_tracks'] = int(len(np.unique(gathered['tracks'])))
-  return result
+      functools.partial(evaluate.eval_step, model=model, config=config))
 
 
 def _data_seed(config: Any) -> int:
@@ -403,7 +313,7 @@ def train_and_evaluate(config: Any, workdir: str, data: data_lib.Dataset) -> Tra
   return normally; a non-finite loss or gradient ends it with a FloatingPointError
   naming the step. Returns the final (host-side) TrainState.
   """
-  validate_config(config)
+  config_lib.validate_config(config)
   logging.info('Data: train %d, unlabelled %d examples; evaluating %s.', data.num_train,
                data.num_unlabelled, ', '.join(data.eval_splits))
   with _Preemption() as preemption:
@@ -453,7 +363,9 @@ def _train_loop(config: Any, workdir: str, data: data_lib.Dataset,
         reporting.append_jsonl(workdir, reporting.TRAIN_METRICS, {'step': step, **summary})
     if step % config.eval_every_steps == 0 or last:
       for split in data.eval_splits:
-        result = evaluate_batches(driver, state, data.eval_batches(config, split), config)
+        result = evaluate.split_metrics(evaluate.collect(
+            driver, evaluate.variables_of(state), data.eval_batches(config, split), config,
+            heads=('fusion',), split=split), config)
         writer.write_scalars(step, {f'{split}/{k}': v for k, v in result.items()})
         if is_main:
           reporting.append_eval_metrics(workdir, {'step': step, 'split': split, **result})
@@ -472,54 +384,3 @@ def _train_loop(config: Any, workdir: str, data: data_lib.Dataset,
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices('train_and_evaluate:end')
   return driver.get_state(state)
-
-
-def restore_for_inference(config: Any, workdir: str, data: Any = None,
-                          step: int | None = None) -> tuple[models.DAMER, TrainState]:
-  """The model and the latest (or `step`'s) checkpoint's state (clear error if none).
-
-  `data` (a damer_data.dataset.Dataset) gives the PCL table's size; needed only when
-  config.pcl.enabled.
-  """
-  validate_config(config)
-  manager = checkpointing.create_manager(workdir, config, create=False)
-  checkpointing.resolve_step(manager, step)  # Clear error: no checkpoint or no such step.
-  num_train = num_unlabelled = 0
-  if config.pcl.enabled:
-    if data is None:
-      raise ValueError('Restoring a PCL run needs its dataset (the PCL table size).')
-    num_train, num_unlabelled = data.num_train, data.num_unlabelled
-  model = models.create_model(config)
-  state = checkpointing.restore_latest(
-      manager, create_train_state(config, model, jax.random.key(config.seed), num_train,
-                                  num_unlabelled),
-      step=step)
-  return model, state
-
-
-def evaluate(config: Any, workdir: str, step: int | None,
-             data: data_lib.Dataset) -> dict[str, Any]:
-  """Evaluates a checkpoint on the first eval split and writes `<workdir>/report/`.
-
-  Appends the fusion head's segment-level row to eval_metrics.jsonl (as training does)
-  and returns the report's metrics (damer_jax/report.py). `data` as in
-  `train_and_evaluate`.
-  """
-  from damer_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib.
-
-  model, state = restore_for_inference(config, workdir, data, step)
-  driver = create_driver(config, model)
-  split = data.eval_splits[0]
-  pred = report.collect(predict_batches(driver, driver.put_state(state),
-                                        data.eval_batches(config, split)),
-                        tuple(config.targets))
-  step = int(state.step)
-  if jax.process_index() != 0:
-    return {}
-  row = metrics_lib.head_metrics(pred.heads['fusion'], pred.values, config)
-  row.update(num_examples=len(pred), num_tracks=int(len(np.unique(pred.track_id))))
-  reporting.append_eval_metrics(workdir, {'step': step, 'split': split, **row})
-  report_dir = epath.Path(workdir) / 'report'
-  metrics = report.write_report(report_dir, workdir, pred, config, step)
-  logging.info('Wrote the evaluation report of step %d to %s.', step, report_dir / 'report.md')
-  return metrics

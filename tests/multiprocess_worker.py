@@ -60,7 +60,7 @@ def evaluate_uneven() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from damer_data import hosts  # pylint: disable=g-import-not-at-top
-  from damer_jax import models, parallel, train  # pylint: disable=g-import-not-at-top
+  from damer_jax import evaluate, models, parallel, train  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tests.test_train_step import _fixed_batch  # pylint: disable=g-import-not-at-top
 
@@ -87,7 +87,8 @@ def evaluate_uneven() -> dict:
 
   gathered = parallel.gather_examples({'x': np.arange(start, stop)})
   assert gathered['x'].tolist() == list(range(10)), gathered
-  return train.evaluate_batches(driver, state, batches(), config)
+  return evaluate.split_metrics(evaluate.collect(
+      driver, evaluate.variables_of(state), batches(), config, heads=('fusion',)), config)
 
 
 def main(process_id: int, num_processes: int, port: str, out: str, steps: int,

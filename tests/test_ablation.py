@@ -149,19 +149,21 @@ def test_overrides_are_typed_like_the_config_and_leave_the_base_alone():
 
 def test_plot_embedding_drift_writes_a_png(tmp_path):
   from damer_jax import plots  # pylint: disable=g-import-not-at-top
+  from damer_jax import stats  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
   tracks = np.repeat(np.arange(6), 5)
   classes = rng.integers(0, 2, len(tracks))
   by_track = rng.normal(size=(6, 12))[tracks] * 3 + rng.normal(size=(30, 12))
   by_class = np.eye(12)[classes] * 4 + rng.normal(size=(30, 12)) * 0.3
+  clustered = stats.neighbour_drift(by_track, classes, tracks, k=4)
+  aligned = stats.neighbour_drift(by_class, classes, tracks, k=4)
+  assert clustered['same_track_share'] > aligned['same_track_share']
+  assert aligned['class_agreement'] > clustered['class_agreement']
   path = plots.plot_embedding_drift(
-      [('full', by_class, classes, tracks), ('no_saml', by_track, classes, tracks)],
+      [('full', by_class, classes, tracks, aligned),
+       ('no_saml', by_track, classes, tracks, clustered)],
       tmp_path / 'sub' / 'drift.png', 'random embeddings')
   _assert_png(path)
-  clustered = plots.neighbour_stats(by_track, classes, tracks, k=4)
-  aligned = plots.neighbour_stats(by_class, classes, tracks, k=4)
-  assert clustered['same_track'] > aligned['same_track']
-  assert aligned['cross_track_class'] > clustered['cross_track_class']
   points, variance = plots.pca_2d(by_track)
   assert points.shape == (30, 2) and variance[0] >= variance[1] > 0

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from damer_jax import config_lib
 from damer_jax import models
 from damer_jax import train
 from tests.conftest import tiny_config
@@ -43,7 +44,7 @@ def _global_batch(config, step):
   rng = np.random.default_rng(1000 + step)
   b = config.batch_size
   half = b // 2
-  (n_mels, frames), (n_coch, _) = train.input_shapes(config)
+  (n_mels, frames), (n_coch, _) = config_lib.input_shapes(config)
   return {
       'mel': rng.standard_normal((b, n_mels, frames)).astype(np.float32),
       'coch': rng.standard_normal((b, n_coch, frames)).astype(np.float32),

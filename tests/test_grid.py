@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from damer_jax import evaluate
 from damer_jax import grid
 from damer_jax import models
 from damer_jax import multiseed
@@ -72,10 +73,10 @@ def test_multiseed_matches_one_run_per_seed_on_two_devices(tmp_path):
     single.seed = seed
     state = train.train_and_evaluate(single, str(tmp_path / f'seed{seed}'), data)
     driver = train.create_driver(single, models.create_model(single))
-    outputs = [o['fusion'] for _, o in train.predict_batches(
-        driver, driver.put_state(state), data.eval_batches(single, 'test'))]
+    pred = evaluate.collect(driver, driver.put_state(evaluate.variables_of(state)),
+                            data.eval_batches(single, 'test'), single, heads=('fusion',))
     np.testing.assert_allclose(run.predictions['test']['fusion'][i],
-                               np.concatenate(outputs), atol=2e-4)
+                               pred.heads['fusion'], atol=2e-4)
     row = reporting.read_eval_metrics(tmp_path / f'seed{seed}')[-1]
     assert row['split'] == 'test' and row['step'] == 4
 

@@ -54,8 +54,8 @@ def test_train_writes_metrics_and_checkpoints_then_evaluate(tmp_path, data_dir,
 
 
 def _check_report(report, step, last_row):
-  from damer_jax import report as report_lib  # pylint: disable=g-import-not-at-top
-  for name in report_lib.FILES:
+  from damer_jax import evaluate  # pylint: disable=g-import-not-at-top
+  for name in evaluate.REPORT_FILES:
     assert (report / name).stat().st_size > 0, name
     if name.endswith('.png'):
       assert (report / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
@@ -69,7 +69,7 @@ def _check_report(report, step, last_row):
   assert len(lines) == 6
   assert {'track_id', 'start_s', 'valence', 'predicted_valence'} <= set(json.loads(lines[0]))
   markdown = (report / 'report.md').read_text()
-  for name in report_lib.FILES[:-1]:
+  for name in evaluate.REPORT_FILES[:-1]:
     assert f']({name})' in markdown, name
 
 
@@ -158,14 +158,14 @@ def test_train_throughput_without_config_prints_usage():
 
 
 def test_evaluate_on_a_process_other_than_0_prints_nothing_and_succeeds(tmp_path):
-  # In a multi-process evaluate only process 0 writes the report; train.evaluate
-  # returns {} elsewhere, and main.py must not index into it. (A subprocess: main.py's
-  # flags cannot be defined twice in one process.)
+  # In a multi-process evaluate only process 0 writes the report and prints; main.py
+  # must not touch the result elsewhere. (A subprocess: main.py's flags cannot be
+  # defined twice in one process.)
   script = (
       'import sys\n'
       'from absl import app\n'
       'import main\n'
-      'main.train.evaluate = lambda *args, **kwargs: {}\n'
+      'main.evaluate.evaluate = lambda *args, **kwargs: {}\n'
       'main.sources.create_dataset = lambda config: None\n'
       'main.jax.process_index = lambda: 1\n'
       f'sys.argv = ["main.py", "--config={ROOT}/configs/demo.py", "--workdir={tmp_path}",'

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from damer_audio import audio as audio_lib
 from damer_jax import predict
+from damer_jax import quadrants
 from damer_jax import predict_plots
 from input_pipeline import synthetic_music
 from tests.conftest import run_main, tiny_config, tiny_flags
@@ -62,7 +63,7 @@ def _check_result(line, seconds):
     values = [s[target] for s in segments]
     assert all(0.0 <= v <= 1.0 for v in values)  # P(high) for a classification model.
     assert line[target] == pytest.approx(np.mean(values), abs=1e-4)
-  assert line['quadrant'] == predict.quadrant(line['valence'] > 0.5, line['arousal'] > 0.5)
+  assert line['quadrant'] == quadrants.quadrant(line['valence'] > 0.5, line['arousal'] > 0.5)
 
 
 def test_cli_predicts_every_readable_file_and_flags_the_corrupt_one(cli_lines):
@@ -172,7 +173,7 @@ def _result(name, valence, arousal, task='classification'):
   v, a = float(np.mean(valence)), float(np.mean(arousal))
   return {'path': f'/music/{name}', 'duration_s': len(valence) + 0.5, 'task': task,
           'step': 600, 'valence': v, 'arousal': a,
-          'quadrant': predict.quadrant(v > cut, a > cut),
+          'quadrant': quadrants.quadrant(v > cut, a > cut),
           'segments': [{'start_s': float(i), 'valence': x, 'arousal': y}
                        for i, (x, y) in enumerate(zip(valence, arousal))]}
 
@@ -205,7 +206,7 @@ def test_file_figure_draws_every_segment_over_time_and_in_the_plane():
   for limits in (plane.get_xlim(), plane.get_ylim()):
     assert -0.1 < limits[0] <= 0.0 and 1.0 <= limits[1] < 1.1
   texts = _texts(fig)
-  assert set(predict.QUADRANTS.values()) <= {t.replace('\n', ' ') for t in texts}
+  assert set(quadrants.QUADRANTS.values()) <= {t.replace('\n', ' ') for t in texts}
   note = next(t for t in texts if t.startswith('Numbers:'))
   assert 'P(high)' in note and 'synthetic music' in note and 'step 600' in note
 

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from damer_jax import config_lib
 from damer_jax import models
 from damer_jax import train
 from tests.conftest import tiny_config
@@ -71,6 +72,6 @@ def test_learning_rate_warms_up_then_decays():
 
 def test_bad_settings_fail_clearly_naming_the_field():
   with pytest.raises(ValueError, match='config.parallelism'):
-    train.validate_config(tiny_config(parallelism='vmap'))
+    config_lib.validate_config(tiny_config(parallelism='vmap'))
   with pytest.raises(ValueError, match='key_encoder'):
-    train.validate_config(tiny_config(saml__enabled=True, saml__key_encoder='slow'))
+    config_lib.validate_config(tiny_config(saml__enabled=True, saml__key_encoder='slow'))

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from damer_data import dataset as data_lib
+from damer_jax import config_lib
 from damer_jax import models
 from damer_jax import train
 from tests.conftest import tiny_config
@@ -18,7 +19,7 @@ from tests.conftest import tiny_config
 
 def _split(n, seed, config):
   """n examples whose views carry the classes: mel = +-1 by valence, coch by arousal."""
-  (n_mels, frames), (n_coch, _) = train.input_shapes(config)
+  (n_mels, frames), (n_coch, _) = config_lib.input_shapes(config)
   rng = np.random.default_rng(seed)
   valence = np.where(np.arange(n) % 2, 0.6, -0.6).astype(np.float32)
   arousal = np.where(np.arange(n) // 2 % 2, 0.6, -0.6).astype(np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from damer_jax import config_lib
 from damer_jax import losses
 from damer_jax import train
 from tests.conftest import tiny_config
@@ -44,7 +45,7 @@ class LinearHeads(nn.Module):
 
 def _batch(config, devices=2, per_device=4, seed=0):
   """A training batch [devices, per_device, ...]; device 1 has a single labelled row."""
-  (n_mels, frames), (n_coch, _) = train.input_shapes(config)
+  (n_mels, frames), (n_coch, _) = config_lib.input_shapes(config)
   n = devices * per_device
   rng = np.random.default_rng(seed)
   labelled = np.ones(n, np.float32)
