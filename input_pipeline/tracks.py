@@ -10,6 +10,7 @@ TensorFlow-free (the build's worker processes import it and run `process_track`)
   bad file: one bad track cannot stop a build.
 * `annotated_segments`, `last_annotated_segment`: the labels per segment and the last
   annotated one, also used to split by segment before anything is decoded.
+* `synthetic_track_examples`: one generated track of synthetic_va, as records.
 
 Run across processes by `damer_data.workers.ordered_map` (manual_builder.py).
 """
@@ -25,6 +26,7 @@ import numpy as np
 from damer_audio import audio as audio_lib
 from damer_audio import features as features_lib
 from input_pipeline import records
+from input_pipeline import synthetic_music
 
 SILENCE_PEAK_DBFS = -60.0  # A file whose loudest sample is below this is "silent".
 
@@ -185,3 +187,23 @@ def process_track(job: TrackJob, spec: features_lib.FeatureSpec,
   except Exception as error:  # pylint: disable=broad-except
     result.error = f'{job.audio_path}: {type(error).__name__}: {error}'
   return result
+
+
+def synthetic_track_examples(track_number: int, *, generator_seed: int,
+                             track_seconds: float, spec: features_lib.FeatureSpec
+                             ) -> list[tuple[str, dict]]:
+  """All (key, example) of one generated synthetic_va track; `index` is the caller's.
+
+  The labels are per second (label i covers second i), averaged per segment like a
+  download's annotations (`records.segment_labels`).
+  """
+  track = synthetic_music.generate_track(
+      track_number, seed=generator_seed, sample_rate=spec.sample_rate,
+      duration_s=track_seconds)
+  count = features_lib.num_segments(len(track.audio), spec)
+  seconds = np.arange(len(track.valence), dtype=np.float64)  # label i: second i.
+  valence = records.segment_labels(seconds, track.valence, spec.segment_seconds, count)
+  arousal = records.segment_labels(seconds, track.arousal, spec.segment_seconds, count)
+  return list(records.track_examples(
+      track.audio, valence, arousal, spec=spec, track_id=track_number,
+      track_name=f'synth{track_number:05d}', style_id=track.style_id))

@@ -98,6 +98,16 @@ WORKER_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
     print('OK', len(result.labelled))
 ''')
 
+# What a synthetic_va build hands its worker processes, run where TensorFlow is blocked.
+SYNTHETIC_WORKER_SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
+    import pickle
+    with open(sys.argv[1], 'rb') as f:
+      make = pickle.load(f)
+    examples = make(3)
+    assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules
+    print('OK', len(examples), examples[0][0])
+''')
+
 SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent('''
     import functools, pkgutil, importlib
     import damer_jax
@@ -161,3 +171,18 @@ def test_a_build_worker_runs_without_tensorflow_or_jax(tmp_path):
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == 'OK 2'
+
+
+def test_a_synthetic_build_worker_runs_without_tensorflow(tmp_path):
+  # The demo build's workers (num_workers > 1, 32+ tracks) would each import
+  # TensorFlow if the function they run came from the builder's module.
+  import pickle  # pylint: disable=g-import-not-at-top
+  from input_pipeline.datasets.synthetic_va import synthetic_va_dataset_builder as builder  # pylint: disable=g-import-not-at-top
+  make = builder.track_fn(builder.make_config(num_tracks=4, track_seconds=2.0))
+  path = tmp_path / 'fn.pkl'
+  path.write_bytes(pickle.dumps(make))
+  result = subprocess.run([sys.executable, '-c', SYNTHETIC_WORKER_SCRIPT, str(path)],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ),
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == 'OK 2 synth00003_00000'

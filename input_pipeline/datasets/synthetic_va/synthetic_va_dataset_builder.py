@@ -15,8 +15,8 @@ import dataclasses
 import functools
 import json
 import sys
+from typing import Callable
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from damer_audio import features as features_lib
@@ -25,6 +25,7 @@ from input_pipeline import digest
 from input_pipeline import records
 from input_pipeline import splits
 from input_pipeline import synthetic_music
+from input_pipeline import tracks as tracks_lib
 
 
 @dataclasses.dataclass(eq=False)
@@ -135,7 +136,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     num_workers = workers.default_workers(self._num_workers)
     pool = (workers.WorkerPool(num_workers) if len(tracks) >= MIN_TRACKS_FOR_WORKERS
             else None)
-    make = functools.partial(track_examples, cfg=cfg)
+    make = track_fn(cfg)
     index = 0
     try:
       with tfds.core.utils.tqdm(total=len(tracks), desc='synthetic_va tracks',
@@ -153,16 +154,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 MIN_TRACKS_FOR_WORKERS = 32
 
 
-def track_examples(track_number: int, cfg: SyntheticVaConfig) -> list[tuple[str, dict]]:
-  """All (key, example) of one generated track; `index` is set by the caller."""
-  spec = cfg.feature_spec
-  track = synthetic_music.generate_track(
-      track_number, seed=cfg.generator_seed, sample_rate=spec.sample_rate,
-      duration_s=cfg.track_seconds)
-  count = features_lib.num_segments(len(track.audio), spec)
-  seconds = np.arange(len(track.valence), dtype=np.float64)  # label i: second i.
-  valence = records.segment_labels(seconds, track.valence, spec.segment_seconds, count)
-  arousal = records.segment_labels(seconds, track.arousal, spec.segment_seconds, count)
-  return list(records.track_examples(
-      track.audio, valence, arousal, spec=spec, track_id=track_number,
-      track_name=f'synth{track_number:05d}', style_id=track.style_id))
+def track_fn(cfg: SyntheticVaConfig) -> Callable[[int], list[tuple[str, dict]]]:
+  """track number -> its (key, example) list, as the build's worker processes run it.
+
+  A TensorFlow-free function with plain arguments: a worker then starts without
+  TensorFlow (unpickling the config or this module would import it).
+  """
+  return functools.partial(tracks_lib.synthetic_track_examples,
+                           generator_seed=cfg.generator_seed,
+                           track_seconds=cfg.track_seconds, spec=cfg.feature_spec)
