@@ -8,6 +8,7 @@ global batch, checkpoints the state into WORKDIR from both processes and restore
 Process 0 writes the restored state's arrays to OUT.npz.
 """
 
+import json
 import os
 import sys
 
@@ -68,6 +69,19 @@ def evaluate_uneven() -> dict:
   model = models.create_model(config)
   driver = train.create_driver(config, model)
   state = driver.put_state(train.create_train_state(config, model, jax.random.key(1), 8))
+  return evaluate.split_metrics(evaluate.collect(
+      driver, evaluate.variables_of(state), uneven_batches(), config, heads=('fusion',)),
+      config)
+
+
+def uneven_batches():
+  """The 10 fixed evaluation examples of `evaluate_uneven`, this process's share."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from damer_data import hosts  # pylint: disable=g-import-not-at-top
+  from damer_jax import parallel  # pylint: disable=g-import-not-at-top
+  from tests.test_train_step import _fixed_batch  # pylint: disable=g-import-not-at-top
+
   everything = {k: v.reshape((-1,) + v.shape[2:]) for k, v in _fixed_batch(2, 5, 9).items()}
   bounds = [(0, 10)] if jax.process_count() == 1 else [(0, 6), (6, 10)]
   start, stop = bounds[jax.process_index()]
@@ -87,8 +101,26 @@ def evaluate_uneven() -> dict:
 
   gathered = parallel.gather_examples({'x': np.arange(start, stop)})
   assert gathered['x'].tolist() == list(range(10)), gathered
-  return evaluate.split_metrics(evaluate.collect(
-      driver, evaluate.variables_of(state), batches(), config, heads=('fusion',)), config)
+  return batches()
+
+
+class UnevenData:
+  """A damer_data Dataset whose one eval split is `uneven_batches`."""
+
+  num_train, num_unlabelled, eval_splits = 8, 0, ('test',)
+
+  def eval_batches(self, config, split):
+    del config, split
+    return uneven_batches()
+
+
+def evaluate_checkpoint(workdir: str) -> dict:
+  """The evaluate mode (`evaluate.evaluate`) on the checkpoint `train_steps` wrote:
+  its metrics.json content, as this process returns it."""
+  from damer_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(optimizer__warmup_steps=1, pcl__warmup_steps=1)
+  return evaluate.evaluate(config, workdir, None, UnevenData())
 
 
 def main(process_id: int, num_processes: int, port: str, out: str, steps: int,
@@ -106,6 +138,8 @@ def main(process_id: int, num_processes: int, port: str, out: str, steps: int,
   arrays = train_steps(steps, workdir)  # Through a checkpoint written by both.
   metrics = evaluate_uneven()
   arrays.update({f'eval/{k}': np.asarray(v) for k, v in metrics.items()})
+  with open(f'{out}.evaluate{jax.process_index()}.json', 'w') as f:
+    json.dump(evaluate_checkpoint(workdir), f, sort_keys=True)
   if jax.process_index() == 0:
     np.savez(out, **arrays)
   multihost_utils.sync_global_devices('done')

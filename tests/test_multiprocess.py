@@ -2,7 +2,9 @@
 checkpoint, restore and evaluate exactly like one process with two devices (this pytest
 process)."""
 
+import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -42,3 +44,11 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   assert int(multi['eval/num_examples']) == 10  # Both processes' examples, once each.
   for key, value in single.items():  # Params, SAML queue, PCL table, eval metrics.
     np.testing.assert_array_equal(value, multi[key], err_msg=key)
+  # The evaluate mode on the checkpoint: every process gets all 10 examples' metrics
+  # (no process returns nothing), and process 0 alone wrote the report.
+  reports = [json.loads(pathlib.Path(f'{out}.evaluate{i}.json').read_text())
+             for i in range(2)]
+  assert reports[0] == reports[1]
+  assert reports[0]['num_segments'] == 10 and reports[0]['step'] == STEPS
+  written = json.loads((tmp_path / 'run' / 'report' / 'metrics.json').read_text())
+  assert written == reports[0]
