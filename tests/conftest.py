@@ -6,7 +6,13 @@ import sys
 import tempfile
 
 # Before JAX is imported anywhere: two CPU devices, CPU only.
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+# The tests' tiny programs are compiled far more often than they run long: a lower
+# LLVM optimisation level cuts the fast tier's cold time (nothing cached) from 134 s
+# to 94 s on the 2-core CPU and leaves its warm time as it was (docs/performance.md).
+# Flags the caller set come first and win.
+COMPILE_FAST_FLAGS = ('--xla_backend_optimization_level=0 '
+                      '--xla_llvm_disable_expensive_passes=true')
+os.environ['XLA_FLAGS'] = (COMPILE_FAST_FLAGS + ' ' + os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=2').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

@@ -125,7 +125,8 @@ def evaluate_checkpoint(workdir: str) -> dict:
 
 def main(process_id: int, num_processes: int, port: str, out: str, steps: int,
          workdir: str) -> None:
-  os.environ.pop('XLA_FLAGS', None)  # One CPU device per process, set below.
+  from tests.conftest import COMPILE_FAST_FLAGS  # pylint: disable=g-import-not-at-top
+  os.environ['XLA_FLAGS'] = COMPILE_FAST_FLAGS  # One CPU device per process, set below.
   os.environ['JAX_PLATFORMS'] = 'cpu'
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

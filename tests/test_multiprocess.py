@@ -24,7 +24,7 @@ def _free_port():
 
 
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # The worker sets it.
   port, out = str(_free_port()), tmp_path / 'multi.npz'
   workers = [subprocess.Popen([sys.executable, '-m', 'tests.multiprocess_worker', str(i),
                                '2', port, str(out), str(STEPS), str(tmp_path / 'run')],
