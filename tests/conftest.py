@@ -9,9 +9,11 @@ import tempfile
 # The tests' tiny programs are compiled far more often than they run long: a lower
 # LLVM optimisation level cuts the fast tier's cold time (nothing cached) from 134 s
 # to 94 s on the 2-core CPU and leaves its warm time as it was (docs/performance.md).
-# Flags the caller set come first and win.
-COMPILE_FAST_FLAGS = ('--xla_backend_optimization_level=0 '
-                      '--xla_llvm_disable_expensive_passes=true')
+# Flags the caller set in XLA_FLAGS come after these and win; DAMER_TEST_XLA_FLAGS=''
+# compiles as a real run does.
+COMPILE_FAST_FLAGS = os.environ.get('DAMER_TEST_XLA_FLAGS',
+                                    '--xla_backend_optimization_level=0 '
+                                    '--xla_llvm_disable_expensive_passes=true')
 os.environ['XLA_FLAGS'] = (COMPILE_FAST_FLAGS + ' ' + os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=2').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -96,3 +98,22 @@ def trained_workdir(tmp_path_factory, data_dir):
   result = run_main(tiny_flags(workdir, data_dir))
   assert result.returncode == 0, result.stderr[-4000:]
   return workdir
+
+
+def rerun_with_production_compile(request) -> bool:
+  """Runs the calling test again in a subprocess compiled as a real run is (without
+  COMPILE_FAST_FLAGS) and fails if it fails there; returns False when this process
+  already compiles that way (then the caller runs its own body).
+
+  For the few tests of bit-exact ties: at XLA's backend optimisation level 0 two
+  identical rows of a batch can come out one ulp apart.
+  """
+  if not COMPILE_FAST_FLAGS:
+    return False
+  env = dict(os.environ, DAMER_TEST_XLA_FLAGS='')
+  env['XLA_FLAGS'] = env['XLA_FLAGS'].replace(COMPILE_FAST_FLAGS, '')
+  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                           request.node.nodeid], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+  return True

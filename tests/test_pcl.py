@@ -14,6 +14,7 @@ from scipy.spatial import distance
 
 from damer_jax import pcl
 from damer_jax import losses
+from tests.conftest import rerun_with_production_compile
 from tests.conftest import tiny_config
 
 AXIS = 'batch'
@@ -703,7 +704,11 @@ def _expected_selection(state, outputs, batch, config):
 
 
 @pytest.mark.parametrize('tied', [False, True])
-def test_global_selection_and_gradient_do_not_depend_on_the_device_count(tied):
+def test_global_selection_and_gradient_do_not_depend_on_the_device_count(tied, request):
+  # Tied rows decide by global position only if they are bit-identical after the
+  # model's arithmetic, as in a real (optimised) compile.
+  if tied and rerun_with_production_compile(request):
+    return
   config = _pcl_config(pcl__warmup_steps=0, pcl__target_mode='pseudo',
                        pcl__tau_schedule='constant', pcl__coverage_start=0.5,
                        pcl__reliability_floor=0.1, pcl__class_balance=True)
