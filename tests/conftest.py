@@ -38,6 +38,8 @@ TINY_OVERRIDES = {
     'model.width': 16,
     'model.conv_features': (4, 8),
     'model.num_heads': 2,
+    'model.encoder_layers': 1,  # One layer and one DSAF block: half the program to
+    'dsaf.num_blocks': 1,  # compile, every part of the model still there.
     'batch_size': 8,
     'eval_batch_size': 8,
     'num_train_steps': 6,
