@@ -119,3 +119,17 @@ def rerun_with_production_compile(request) -> bool:
                           text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
   return True
+
+
+# End-to-end files whose tests take the longest (docs/performance.md, "The test suite"):
+# started first, so that the two xdist workers (work stealing, pyproject.toml) do not
+# end with one long test running alone.
+SLOW_FILES = ('test_main.py', 'test_multiprocess.py', 'test_ablation.py', 'test_grid.py',
+              'test_device_count.py', 'test_real_datasets.py')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = lambda item: next((i for i, name in enumerate(SLOW_FILES)
+                            if item.nodeid.split('::')[0].endswith(name)), len(SLOW_FILES))
+  items.sort(key=rank)  # Stable: the order within each file is kept.
