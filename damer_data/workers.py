@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 from typing import Any, Callable, Iterable, Iterator
@@ -31,14 +32,20 @@ def default_workers(num_workers: int) -> int:
   return cores if cores >= 4 else 1
 
 
-def _single_threaded() -> None:
-  """Worker initializer: one BLAS/OpenMP thread per worker (the workers are the
-  parallelism; nested thread pools would oversubscribe the cores)."""
+def single_threaded() -> contextlib.AbstractContextManager:
+  """One BLAS/OpenMP thread from now on (the workers are the parallelism; nested
+  thread pools would oversubscribe the cores). Also a context manager that restores
+  the limits on exit, for work done in this process that must equal the workers'."""
   try:
     import threadpoolctl  # pylint: disable=g-import-not-at-top
-    threadpoolctl.threadpool_limits(1)
+    return threadpoolctl.threadpool_limits(1)
   except ImportError:
-    pass
+    return contextlib.nullcontext()
+
+
+def _single_threaded() -> None:
+  """Worker initializer: `single_threaded` for the worker's whole life."""
+  single_threaded()
 
 
 class WorkerPool:

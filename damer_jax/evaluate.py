@@ -301,8 +301,10 @@ def evaluate(config: Any, workdir: epath.PathLike, step: int | None, data: Any
   metrics = compute_metrics(pred, config, step, split)
   if jax.process_index() != 0:
     return metrics
-  reporting.append_eval_metrics(workdir, {'step': step, 'split': split,
-                                          **split_metrics(pred, config)})
+  reporting.append_eval_metrics(  # The fusion head's row, as training writes it.
+      workdir, {'step': step, 'split': split, **metrics['segment']['fusion'],
+                'num_examples': metrics['num_segments'],
+                'num_tracks': metrics['num_tracks']})
   report_dir = epath.Path(workdir) / REPORT_DIR
   write_report(report_dir, workdir, pred, metrics, config)
   logging.info('Wrote the evaluation report of step %d to %s.', step,

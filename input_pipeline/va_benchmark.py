@@ -36,7 +36,6 @@ Arrays per split (N segments of the split, in track order, then time order):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -535,16 +534,6 @@ def _track_job(job: tuple) -> dict[str, np.ndarray]:
   return track_arrays(*job)
 
 
-def _single_threaded():
-  """One BLAS thread (the workers are the parallelism, and in-process results then
-  equal the workers' bit for bit). A context manager; also a worker initializer."""
-  try:
-    import threadpoolctl  # pylint: disable=g-import-not-at-top
-    return threadpoolctl.threadpool_limits(1)
-  except ImportError:
-    return contextlib.nullcontext()
-
-
 def _map_tracks(jobs: list[tuple], num_workers: int) -> list[dict[str, np.ndarray]]:
   """track_arrays over jobs, in order; forkserver processes (damer_data.workers) when
   num_workers > 1 (0 = one per core), in-process otherwise."""
@@ -552,7 +541,7 @@ def _map_tracks(jobs: list[tuple], num_workers: int) -> list[dict[str, np.ndarra
     num_workers = os.cpu_count() or 1
   workers = min(num_workers, len(jobs))
   if workers <= 1:
-    with _single_threaded():
+    with workers_lib.single_threaded():
       return [_track_job(job) for job in jobs]
   pool = workers_lib.WorkerPool(workers)  # Its workers run single-threaded too.
   try:
